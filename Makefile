@@ -1,0 +1,27 @@
+# The two commands: `make demo` (try the relay) and `make test` (lint + tests).
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(CURDIR)/$(VENV)/bin
+
+.PHONY: test demo bench load venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: code/requirements.txt code/requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		-r code/requirements-dev.txt
+	touch $@
+
+test: venv
+	cd code && $(BIN)/flake8 .
+	cd code && $(BIN)/python -m pytest --cov --cov-fail-under=90
+
+demo: venv
+	cd code && $(BIN)/python -m devtools.demo
+
+bench: venv
+	cd code && $(BIN)/python -m devtools.bench
+
+clean:
+	rm -rf $(VENV) code/.coverage code/.pytest_cache

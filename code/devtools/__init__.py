@@ -1,0 +1,4 @@
+"""Development tools: SpyCloud emulator, token kit, demo, benchmarks.
+
+Never shipped in the relay's image.
+"""

@@ -1,0 +1,113 @@
+"""The SpyCloud relay for Cisco XDR: `create_app` builds the Flask app."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass
+
+import requests
+from flask import Flask, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import routes
+from .auth import JwksCache
+from .envelope import body
+from .errors import RelayError
+from .settings import Settings
+from .spycloud import SpyCloudClient
+from .version import VERSION
+
+log = logging.getLogger("relay")
+
+
+@dataclass(frozen=True)
+class Relay:
+    """The per-app resources views need, kept in `app.extensions`."""
+
+    settings: Settings
+    client: SpyCloudClient
+    jwks: JwksCache
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the relay with *settings* (default: from the environment)."""
+    settings = settings or Settings.from_env()
+    _configure_logging(settings.log_level)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    if settings.trust_proxy_headers:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)
+    app.extensions["relay"] = Relay(
+        settings=settings,
+        client=SpyCloudClient(settings),
+        jwks=JwksCache(
+            requests.Session(),
+            settings.jwks_url_template,
+            ttl=settings.jwks_cache_ttl,
+            refresh_interval=settings.jwks_refresh_interval,
+        ),
+    )
+    app.register_blueprint(routes.bp)
+    _register_error_handlers(app)
+    _register_access_log(app)
+    log.info("relay %s starting with %s", VERSION, settings.describe())
+    return app
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(RelayError)
+    def relay_error(error: RelayError):
+        return jsonify(body(errors=[error]))
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        response = jsonify({
+            "code": error.code,
+            "message": error.description,
+            "reason": type(error).__name__,
+        })
+        response.status_code = error.code or 500
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):
+        log.exception("unexpected error on %s", request.path)
+        return jsonify(body(errors=[
+            RelayError("An unexpected error occurred.", code="unknown")
+        ]))
+
+
+def _register_access_log(app: Flask) -> None:
+    @app.before_request
+    def start_clock() -> None:
+        g.started = time.monotonic()
+
+    @app.after_request
+    def access_log(response):
+        budget = g.get("budget")
+        log.info(
+            "%s %s %s %.3fs observables=%d spycloud_calls=%d",
+            request.method,
+            request.path,
+            response.status_code,
+            time.monotonic() - g.get("started", time.monotonic()),
+            g.get("observables", 0),
+            budget.calls if budget else 0,
+        )
+        return response
+
+
+def _configure_logging(level: str) -> None:
+    if not any(getattr(h, "_relay", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s: %(message)s"
+        ))
+        handler._relay = True
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(level)

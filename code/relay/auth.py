@@ -1,0 +1,190 @@
+"""Bearer token → allowlisted jwks_host → cached JWKS → verified claims.
+
+The configuration token is an RS256 JWT that XDR signs per module instance
+(`relay-contract.md`, "Authorization"). Nothing is fetched from a
+`jwks_host` that is not on the operator's allowlist.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+import requests
+
+from .ctim import entities_limit
+from .errors import AuthorizationError
+
+log = logging.getLogger(__name__)
+
+ALGORITHMS = ["RS256"]
+NO_HEADER = "Authorization header is missing"
+WRONG_TYPE = "Wrong authorization type"
+WRONG_STRUCTURE = "Wrong JWT structure"
+NO_JWKS_HOST = (
+    "jwks_host is missing in JWT payload. Make sure custom_jwks_host field"
+    " is present in module_type"
+)
+WRONG_JWKS_HOST = (
+    "Wrong jwks_host in JWT payload. Make sure domain follows the"
+    " visibility.<region>.cisco.com structure"
+)
+KID_NOT_FOUND = "kid from JWT header not found in API response"
+WRONG_KEY = (
+    "Failed to decode JWT with provided key. Make sure domain in"
+    " custom_jwks_host corresponds to your XDR instance region."
+)
+WRONG_AUDIENCE = "Wrong configuration-token-audience"
+EXPIRED = "Token has expired"
+NOT_YET_VALID = "Token is not yet valid"
+WRONG_PAYLOAD = "Wrong JWT payload structure"
+UNUSABLE_KEY = "Unauthorized"
+
+
+@dataclass(frozen=True)
+class Claims:
+    """What a verified token tells the relay about one module instance."""
+
+    key: str
+    entities_limit: int
+
+
+@dataclass(frozen=True)
+class _Keys:
+    keys: Mapping[str, jwt.PyJWK]
+    fetched_at: float
+
+
+class JwksCache:
+    """Signing keys per allowlisted host, cached with a bounded lifetime."""
+
+    TIMEOUT = (3.05, 5.0)
+
+    def __init__(
+        self,
+        session: requests.Session,
+        url_template: str,
+        ttl: float = 600.0,
+        refresh_interval: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session = session
+        self._url_template = url_template
+        self._ttl = ttl
+        self._refresh_interval = refresh_interval
+        self._clock = clock
+        self._entries: dict[str, _Keys] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self.fetches = 0
+
+    def key(self, host: str, kid: str | None) -> jwt.PyJWK:
+        """Return the key *kid* of *host*, refreshing once if it is unknown."""
+        with self._lock(host):
+            entry = self._entries.get(host)
+            now = self._clock()
+            if entry is None or now - entry.fetched_at >= self._ttl:
+                entry = self._fetch(host)
+            elif kid not in entry.keys and (
+                now - entry.fetched_at >= self._refresh_interval
+            ):
+                entry = self._fetch(host)
+        if kid is None or kid not in entry.keys:
+            raise AuthorizationError(KID_NOT_FOUND)
+        return entry.keys[kid]
+
+    def _lock(self, host: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(host, threading.Lock())
+
+    def _fetch(self, host: str) -> _Keys:
+        url = self._url_template.format(jwks_host=host)
+        self.fetches += 1
+        try:
+            response = self._session.get(
+                url, timeout=self.TIMEOUT, allow_redirects=False
+            )
+            response.raise_for_status()
+            keys = jwt.PyJWKSet.from_dict(response.json()).keys
+        except (requests.RequestException, ValueError, jwt.PyJWTError) as exc:
+            log.warning("JWKS of %s unusable: %s", host, type(exc).__name__)
+            raise AuthorizationError(WRONG_JWKS_HOST) from exc
+        entry = _Keys(
+            {k.key_id: k for k in keys if k.key_id}, self._clock()
+        )
+        self._entries[host] = entry
+        return entry
+
+
+def authorize(
+    authorization: str | None,
+    audience: str,
+    allowed_hosts: frozenset[str],
+    jwks: JwksCache,
+) -> Claims:
+    """Verify the configuration token and return its claims."""
+    token = _bearer(authorization)
+    try:
+        header = jwt.get_unverified_header(token)
+        unverified = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise AuthorizationError(WRONG_STRUCTURE) from None
+    host = unverified.get("jwks_host")
+    if not isinstance(host, str) or not host:
+        raise AuthorizationError(NO_JWKS_HOST)
+    host = host.strip().lower()
+    if host not in allowed_hosts:
+        raise AuthorizationError(WRONG_JWKS_HOST)
+    if header.get("alg") not in ALGORITHMS:
+        raise AuthorizationError(WRONG_KEY)
+    key = jwks.key(host, header.get("kid"))
+    claims = _verify(token, key, audience)
+    return Claims(
+        key=_api_key(claims),
+        entities_limit=entities_limit(claims.get("CTR_ENTITIES_LIMIT")),
+    )
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise AuthorizationError(NO_HEADER)
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthorizationError(WRONG_TYPE)
+    return token.strip()
+
+
+def _verify(token: str, key: jwt.PyJWK, audience: str) -> dict[str, Any]:
+    # Most specific first: InvalidSignatureError is a DecodeError.
+    try:
+        return jwt.decode(
+            token, key=key, algorithms=ALGORITHMS, audience=audience
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthorizationError(EXPIRED) from None
+    except jwt.ImmatureSignatureError:
+        raise AuthorizationError(NOT_YET_VALID) from None
+    except (jwt.InvalidAudienceError, jwt.MissingRequiredClaimError):
+        raise AuthorizationError(WRONG_AUDIENCE) from None
+    except jwt.PyJWTError:
+        raise AuthorizationError(WRONG_KEY) from None
+
+
+def _api_key(claims: Mapping[str, Any]) -> str:
+    key = claims.get("key")
+    if not isinstance(key, str) or not key:
+        raise AuthorizationError(WRONG_PAYLOAD)
+    # requests sends headers as Latin-1; a key it cannot send, or one with
+    # spaces or control characters, can never be accepted by SpyCloud.
+    try:
+        key.encode("latin-1")
+    except UnicodeEncodeError:
+        raise AuthorizationError(UNUSABLE_KEY) from None
+    if any(ch.isspace() or not ch.isprintable() for ch in key):
+        raise AuthorizationError(UNUSABLE_KEY)
+    return key

@@ -1,0 +1,28 @@
+"""A request's time budget and its count of SpyCloud calls."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+
+
+class Budget:
+    """Seconds left for one relay request, shared by all its threads."""
+
+    def __init__(
+        self, seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self._deadline = clock() + seconds
+        self._calls = itertools.count()
+        self.calls = 0
+
+    def remaining(self) -> float:
+        """Return the seconds left, never below zero."""
+        return max(0.0, self._deadline - self._clock())
+
+    def count_call(self) -> None:
+        """Record one call made to SpyCloud (thread-safe under the GIL)."""
+        self.calls = next(self._calls) + 1

@@ -1,0 +1,224 @@
+"""Pure mapping: checked SpyCloud records and catalogs → CTIM documents.
+
+Follows `ctim-mapping.md`: one Sighting per record, one Indicator per
+catalog, one Relationship per sighting whose catalog has an indicator. No
+I/O and no Flask here: everything arrives as arguments.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .records import Catalog, Record
+
+SCHEMA_VERSION = "1.0.17"
+SOURCE = "Spycloud"
+PORTAL_CATALOG_URL = "https://portal.spycloud.com/breach/catalog/{uuid}"
+DEFAULT_ENTITIES_LIMIT = 100
+
+# The uuid5 namespace of every transient id this relay makes.
+ID_NAMESPACE = uuid.UUID("5b0d4a4e-5f4e-4c1b-9a57-2f3c9a2d1e60")
+
+# Record fields that other Sighting fields already show (ctim-mapping.md).
+HIDDEN_FIELDS = frozenset({
+    "sighting", "infected_machine_id", "email_domain", "domain",
+    "email_username", "document_id", "source_id", "spycloud_publish_date",
+    "severity",
+})
+
+# Upper bounds of SpyCloud severity codes → CTIM severity; above → High.
+SEVERITY_BANDS = ((2, "Low"), (5, "Medium"))
+CATALOG_CONFIDENCE = {1: "High", 2: "Medium", 3: "Low"}
+
+
+def time(value: dt.datetime) -> str:
+    """Format a UTC time as CTIM wants it, with microseconds and `Z`."""
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def transient_id(kind: str, *names: str) -> str:
+    """Return a stable `transient:<kind>-<uuid5>` id for the given names."""
+    name = "\x1f".join(names)
+    return f"transient:{kind}-{uuid.uuid5(ID_NAMESPACE, name)}"
+
+
+def severity(record: Record, catalog: Catalog | None) -> str:
+    """Map SpyCloud's severity code; combo lists are always Medium."""
+    if catalog is not None and catalog.combo_list:
+        return "Medium"
+    if record.severity is None or record.severity < 0:
+        return "Unknown"
+    for upper, label in SEVERITY_BANDS:
+        if record.severity <= upper:
+            return label
+    return "High"
+
+
+def data_table(record: Record) -> dict[str, Any]:
+    """Show the record's remaining fields as a one-row string table."""
+    shown = [(k, v) for k, v in record.fields if k not in HIDDEN_FIELDS]
+    return {
+        "columns": [{"name": k, "type": "string"} for k, _ in shown],
+        "rows": [[_cell(v) for _, v in shown]],
+    }
+
+
+def sighting(
+    email: str, record: Record, catalog: Catalog | None
+) -> dict[str, Any]:
+    """Map one breach record of *email* to a Sighting."""
+    observables = [{"type": "email", "value": email}]
+    observed = time(record.published)
+    observed_time = {"start_time": observed, "end_time": observed}
+    external_ids = [record.document_id, str(record.source_id)]
+    if record.infected_machine_id:
+        external_ids.append(record.infected_machine_id)
+    doc: dict[str, Any] = {
+        "id": transient_id("sighting", email, record.document_id),
+        "type": "sighting",
+        "schema_version": SCHEMA_VERSION,
+        "source": SOURCE,
+        "title": "Reported to Spycloud",
+        "confidence": "High",
+        "internal": False,
+        "count": record.sighting,
+        "observables": observables,
+        "observed_time": observed_time,
+        "targets": [{
+            "type": "email",
+            "observables": observables,
+            "observed_time": observed_time,
+        }],
+        "severity": severity(record, catalog),
+        "external_ids": external_ids,
+        "description": "Present in "
+        + (catalog.title if catalog else "breach"),
+        "relations": [],
+        "data": data_table(record),
+    }
+    if catalog is not None and catalog.uuid:
+        doc["source_uri"] = PORTAL_CATALOG_URL.format(uuid=catalog.uuid)
+    if catalog is not None and catalog.site:
+        doc["relations"] = [{
+            "origin": "Spycloud Breach Module",
+            "relation": "Leaked_From",
+            "source": {"type": "email", "value": email},
+            "related": {"type": "domain", "value": catalog.site},
+        }]
+    return doc
+
+
+def indicator(catalog: Catalog) -> dict[str, Any]:
+    """Map one breach catalog to an Indicator."""
+    doc: dict[str, Any] = {
+        "id": indicator_id(catalog.id),
+        "type": "indicator",
+        "schema_version": SCHEMA_VERSION,
+        "producer": SOURCE,
+        "title": catalog.title,
+        "short_description": catalog.title,
+        "confidence": CATALOG_CONFIDENCE.get(catalog.confidence, "Low"),
+        "external_ids": [str(catalog.id)]
+        + ([catalog.uuid] if catalog.uuid else []),
+        "external_references": external_references(catalog),
+        "tags": list(catalog.assets),
+    }
+    if catalog.description is not None:
+        doc["description"] = catalog.description
+    doc["valid_time"] = (
+        {"start_time": time(catalog.published)} if catalog.published else {}
+    )
+    return doc
+
+
+def indicator_id(catalog_id: int) -> str:
+    """Return the stable id of the Indicator of a catalog."""
+    return transient_id("indicator", str(catalog_id))
+
+
+def external_references(catalog: Catalog) -> list[dict[str, str]]:
+    """Point at the breached site and at SpyCloud's portal page."""
+    refs = []
+    if catalog.site_description and catalog.site:
+        refs.append({
+            "source_name": SOURCE,
+            "description": catalog.site_description,
+            "url": catalog.site,
+        })
+    if catalog.uuid and catalog.description:
+        refs.append({
+            "source_name": SOURCE,
+            "description": catalog.description,
+            "url": PORTAL_CATALOG_URL.format(uuid=catalog.uuid),
+            "external_id": catalog.uuid,
+        })
+    return refs
+
+
+def relationship(sighting_id: str, indicator_id_: str) -> dict[str, Any]:
+    """Link a Sighting to the Indicator of its breach."""
+    return {
+        "id": transient_id("relationship", sighting_id, indicator_id_),
+        "type": "relationship",
+        "schema_version": SCHEMA_VERSION,
+        "relationship_type": "sighting-of",
+        "source_ref": sighting_id,
+        "target_ref": indicator_id_,
+    }
+
+
+def entities_limit(claim: Any) -> int:
+    """Read `CTR_ENTITIES_LIMIT`: a positive integer or integer string."""
+    if isinstance(claim, bool):
+        return DEFAULT_ENTITIES_LIMIT
+    if isinstance(claim, str) and claim.strip().isdecimal():
+        claim = int(claim.strip())
+    if isinstance(claim, int) and claim > 0:
+        return claim
+    return DEFAULT_ENTITIES_LIMIT
+
+
+def newest(records: Iterable[Record], limit: int) -> list[Record]:
+    """Sort records newest first (stable for ties) and keep *limit*."""
+    return sorted(records, key=lambda r: r.published, reverse=True)[:limit]
+
+
+def observe(
+    email: str,
+    records: Sequence[Record],
+    catalogs: Mapping[int, Catalog],
+) -> dict[str, list[dict[str, Any]]]:
+    """Map the records of one email and their catalogs to CTIM entities."""
+    sightings, indicators, relationships = [], [], []
+    seen: set[int] = set()
+    for record in records:
+        catalog = catalogs.get(record.source_id)
+        doc = sighting(email, record, catalog)
+        sightings.append(doc)
+        if catalog is None:
+            continue
+        if catalog.id not in seen:
+            seen.add(catalog.id)
+            indicators.append(indicator(catalog))
+        relationships.append(relationship(doc["id"], indicator_id(catalog.id)))
+    return {
+        "sightings": sightings,
+        "indicators": indicators,
+        "relationships": relationships,
+    }
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(_cell(item) for item in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return str(value)

@@ -1,0 +1,48 @@
+"""The response body XDR expects: `data` and `errors`, as the contract says."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .errors import RelayError
+
+# The order entity kinds appear in `data`.
+KINDS = ("sightings", "indicators", "relationships")
+
+
+class Bundle:
+    """CTIM entities grouped by plural type, each kind `{count, docs}`."""
+
+    def __init__(self) -> None:
+        self._docs: dict[str, list[dict[str, Any]]] = {}
+
+    def add(self, entities: Mapping[str, list[dict[str, Any]]]) -> None:
+        """Append entities, a mapping from plural type to documents."""
+        for kind, docs in entities.items():
+            if docs:
+                self._docs.setdefault(kind, []).extend(docs)
+
+    def count(self, kind: str) -> int:
+        """Return how many documents of *kind* the bundle holds."""
+        return len(self._docs.get(kind, ()))
+
+    def json(self) -> dict[str, Any]:
+        """Return the non-empty kinds in a fixed order."""
+        order = [k for k in KINDS if k in self._docs]
+        order += sorted(k for k in self._docs if k not in KINDS)
+        return {
+            kind: {"count": len(self._docs[kind]), "docs": self._docs[kind]}
+            for kind in order
+        }
+
+
+def body(data: Any = None, errors: Iterable[RelayError] = ()) -> dict:
+    """Build the envelope: `data` left out when there are only errors."""
+    unique = list(dict.fromkeys(errors))
+    out: dict[str, Any] = {}
+    if data or not unique:
+        out["data"] = data if data is not None else {}
+    if unique:
+        out["errors"] = [error.json() for error in unique]
+    return out

@@ -1,0 +1,164 @@
+"""SpyCloud payloads → checked values; the rest of the relay trusts these.
+
+Input, as `spycloud-api.md` describes it: list answers are
+`{"cursor": str, "hits": int, "results": [object, ...]}`; a breach record has
+at least `document_id`, `source_id` (int) and `spycloud_publish_date`; a
+catalog has `id`, `uuid`, `title` and optional descriptive fields. Anything
+else raises `PayloadError` (the whole answer is unusable) or `ValueError`
+(one record or catalog is unusable, the rest are kept).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+NO_SITE = "n/a"
+
+
+class PayloadError(ValueError):
+    """A SpyCloud answer does not have the documented shape."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list answer."""
+
+    results: tuple[Mapping[str, Any], ...]
+    cursor: str
+    hits: int
+
+
+@dataclass(frozen=True)
+class Record:
+    """One breach record of an email, its fields in SpyCloud's order."""
+
+    document_id: str
+    source_id: int
+    published: dt.datetime
+    severity: int | None
+    sighting: int
+    infected_machine_id: str | None
+    fields: tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The description of one breach."""
+
+    id: int
+    uuid: str | None
+    title: str
+    description: str | None
+    site: str | None
+    site_description: str | None
+    published: dt.datetime | None
+    confidence: int | None
+    assets: tuple[str, ...]
+    combo_list: bool
+
+
+def parse_page(payload: Any) -> Page:
+    """Check the list envelope of a SpyCloud answer."""
+    if not isinstance(payload, dict):
+        raise PayloadError("the answer is not a JSON object")
+    results = payload.get("results")
+    if not isinstance(results, list):
+        raise PayloadError("'results' is not a list")
+    cursor = payload.get("cursor") or ""
+    if not isinstance(cursor, str):
+        raise PayloadError("'cursor' is not a string")
+    hits = payload.get("hits")
+    if not _is_int(hits):
+        hits = len(results)
+    return Page(tuple(results), cursor, hits)
+
+
+def parse_record(raw: Any) -> Record:
+    """Check one breach record; raise ValueError if it cannot be mapped."""
+    if not isinstance(raw, dict):
+        raise ValueError("a record is not a JSON object")
+    document_id = raw.get("document_id")
+    if not isinstance(document_id, str) or not document_id:
+        raise ValueError("a record has no document_id")
+    source_id = _as_int(raw.get("source_id"))
+    if source_id is None:
+        raise ValueError(f"record {document_id} has no usable source_id")
+    published = parse_time(raw.get("spycloud_publish_date"))
+    if published is None:
+        raise ValueError(
+            f"record {document_id} has no usable spycloud_publish_date"
+        )
+    sighting = _as_int(raw.get("sighting"))
+    machine = raw.get("infected_machine_id")
+    return Record(
+        document_id=document_id,
+        source_id=source_id,
+        published=published,
+        severity=_as_int(raw.get("severity")),
+        sighting=sighting if sighting and sighting > 0 else 1,
+        infected_machine_id=str(machine) if machine else None,
+        fields=tuple(raw.items()),
+    )
+
+
+def parse_catalog(raw: Any) -> Catalog:
+    """Check one catalog; raise ValueError if it cannot be mapped."""
+    if not isinstance(raw, dict):
+        raise ValueError("a catalog is not a JSON object")
+    catalog_id = _as_int(raw.get("id"))
+    if catalog_id is None:
+        raise ValueError("a catalog has no usable id")
+    title = raw.get("title")
+    if not isinstance(title, str) or not title.strip():
+        raise ValueError(f"catalog {catalog_id} has no title")
+    site = _text(raw.get("site"))
+    if site is not None and site.strip().lower() == NO_SITE:
+        site = None
+    assets = raw.get("assets")
+    combo = raw.get("combo_list_flag")
+    return Catalog(
+        id=catalog_id,
+        uuid=_text(raw.get("uuid")),
+        title=title,
+        description=_text(raw.get("description")),
+        site=site,
+        site_description=_text(raw.get("site_description")),
+        published=parse_time(raw.get("spycloud_publish_date")),
+        confidence=_as_int(raw.get("confidence")),
+        assets=tuple(str(a) for a in assets) if isinstance(assets, dict)
+        else (),
+        combo_list=combo is True
+        or (isinstance(combo, str) and combo.strip().upper() == "YES"),
+    )
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    """Parse SpyCloud's ISO 8601 time (`Z` or an offset) into UTC."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.astimezone(dt.timezone.utc)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _as_int(value: Any) -> int | None:
+    if _is_int(value):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

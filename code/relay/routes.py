@@ -1,0 +1,98 @@
+"""Thin views: validate → authorize → fetch → map → envelope."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, g, jsonify, request
+
+from . import lookup, observables
+from .auth import Claims, authorize
+from .budget import Budget
+from .envelope import body
+from .errors import HealthCheckError
+from .settings import Settings
+from .version import VERSION
+
+bp = Blueprint("relay", __name__)
+
+ROUTES = {
+    "POST /health": "checks the SpyCloud API key of the configuration token",
+    "POST /observe/observables": "enriches email observables",
+    "POST /version": "shows the relay's version",
+    "GET /watchdog": "answers the Health-Check header (liveness)",
+}
+
+
+def _settings() -> Settings:
+    return current_app.extensions["relay"].settings
+
+
+def _budget() -> Budget:
+    g.budget = Budget(_settings().request_budget)
+    return g.budget
+
+
+def _claims() -> Claims:
+    relay = current_app.extensions["relay"]
+    settings = relay.settings
+    audience = settings.jwt_audience or request.url_root.rstrip("/")
+    return authorize(
+        request.headers.get("Authorization"),
+        audience,
+        settings.allowed_jwks_hosts,
+        relay.jwks,
+    )
+
+
+@bp.get("/")
+def index():
+    """Tell a person with curl or a browser what this is."""
+    return jsonify({
+        "name": "SpyCloud Employee ATO Prevention relay for Cisco XDR",
+        "version": VERSION,
+        "routes": ROUTES,
+        "docs": "See README.md: running, configuration, registering in XDR.",
+    })
+
+
+@bp.post("/version")
+def version():
+    """Show the relay's version, not wrapped in `data`."""
+    return jsonify({"version": VERSION})
+
+
+@bp.get("/watchdog")
+def watchdog():
+    """Echo the Health-Check header, as XDR's liveness probe expects."""
+    value = request.headers.get("Health-Check")
+    if not value:
+        raise HealthCheckError()
+    return jsonify(body(value))
+
+
+@bp.post("/health")
+def health():
+    """Make one authenticated SpyCloud call with the token's key."""
+    claims = _claims()
+    current_app.extensions["relay"].client.ping(claims.key, _budget())
+    return jsonify(body({"status": "ok"}))
+
+
+@bp.post("/observe/observables")
+def observe():
+    """Answer sightings, indicators and relationships for email observables."""
+    settings = _settings()
+    loaded = observables.load(request.get_json(force=True, silent=True))
+    g.observables = len(loaded)
+    query = observables.emails(loaded, settings.max_emails_per_request)
+    if not query.emails:
+        return jsonify(body({}, query.warnings))
+    claims = _claims()
+    bundle, errors = lookup.observe(
+        current_app.extensions["relay"].client,
+        claims.key,
+        query.emails,
+        claims.entities_limit,
+        _budget(),
+        settings.max_concurrency,
+    )
+    return jsonify(body(bundle.json(), [*query.warnings, *errors]))

@@ -1,0 +1,103 @@
+"""Shared fixtures: settings → app → client, a signing key, blocked network."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+import stamina
+
+from devtools.tokenkit import TokenKit
+from relay import create_app
+from relay.settings import Settings
+
+JWKS_HOST = "jwks.test"
+JWKS_URL = f"http://{JWKS_HOST}/.well-known/jwks"
+API = "http://spycloud.test/enterprise-v2/"
+AUDIENCE = "http://localhost"
+API_KEY = "test-api-key-0123456789"
+DATA = Path(__file__).parent / "data"
+
+
+def load(name: str) -> Any:
+    """Read a JSON fixture from tests/data."""
+    return json.loads((DATA / name).read_text())
+
+
+@pytest.fixture(autouse=True)
+def instant_retries() -> Iterator[None]:
+    """Retry without sleeping, with the relay's own attempt count."""
+    with stamina.set_testing(True, attempts=3):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refuse any real connection but loopback: unit tests are offline."""
+    real = socket.socket.connect
+
+    def guarded(sock: socket.socket, address: Any) -> Any:
+        host = address[0] if isinstance(address, tuple) else address
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            raise OSError(f"network blocked in tests: {address!r}")
+        return real(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture(scope="session")
+def kit() -> TokenKit:
+    """One RSA key per test session, generated here."""
+    return TokenKit(kid="test-kid")
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(
+        spycloud_api_url=API,
+        allowed_jwks_hosts=frozenset({JWKS_HOST}),
+        jwks_url_template="http://{jwks_host}/.well-known/jwks",
+    )
+
+
+@pytest.fixture
+def app(settings: Settings):
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def mocked() -> Iterator[responses.RequestsMock]:
+    """Mock every HTTP call; an unexpected or unused one fails the test."""
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        yield rsps
+
+
+@pytest.fixture
+def jwks(mocked: responses.RequestsMock, kit: TokenKit) -> responses.BaseResponse:
+    """Publish the session key at the allowlisted JWKS host."""
+    return mocked.get(JWKS_URL, json=kit.jwks())
+
+
+@pytest.fixture
+def make_token(kit: TokenKit) -> Callable[..., str]:
+    def make(**claims: Any) -> str:
+        base = {"key": API_KEY, "jwks_host": JWKS_HOST, "aud": AUDIENCE}
+        base.update(claims)
+        return kit.mint({k: v for k, v in base.items() if v is not None})
+    return make
+
+
+@pytest.fixture
+def auth(make_token: Callable[..., str], jwks) -> dict[str, str]:
+    """Headers carrying a valid token (the JWKS is served once)."""
+    return {"Authorization": f"Bearer {make_token()}"}

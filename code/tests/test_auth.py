@@ -1,0 +1,272 @@
+"""The configuration token, HTTP in and HTTP out (relay-contract.md)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+
+import jwt
+import pytest
+import requests
+import responses
+
+from devtools.tokenkit import TokenKit
+from relay.settings import Settings
+
+from .conftest import API, API_KEY, JWKS_HOST, JWKS_URL
+
+HEALTH = API + "watchlist/example.org"
+OK = {"cursor": "", "hits": 0, "results": []}
+
+
+def failed(text: str) -> dict:
+    return {"errors": [{
+        "type": "fatal", "code": "authorization error",
+        "message": f"Authorization failed: {text}",
+    }]}
+
+
+def b64(data: dict) -> str:
+    raw = json.dumps(data).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def health(client, token: str | None = None, header: str | None = None):
+    headers = {}
+    if header is not None:
+        headers["Authorization"] = header
+    elif token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return client.post("/health", headers=headers)
+
+
+@pytest.mark.parametrize(("header", "text"), [
+    (None, "Authorization header is missing"),
+    ("Basic dXNlcjpwYXNz", "Wrong authorization type"),
+    ("Bearer", "Wrong authorization type"),
+    ("Bearer not.a.jwt", "Wrong JWT structure"),
+    ("Bearer abc", "Wrong JWT structure"),
+])
+def test_header_failures(client, mocked, header, text) -> None:
+    response = client.post(
+        "/health", headers={"Authorization": header} if header else {}
+    )
+    assert response.status_code == 200
+    assert response.json == failed(text)
+    assert len(mocked.calls) == 0
+
+
+def test_missing_jwks_host(client, mocked, make_token) -> None:
+    assert health(client, make_token(jwks_host=None)).json == failed(
+        "jwks_host is missing in JWT payload. Make sure custom_jwks_host"
+        " field is present in module_type"
+    )
+
+
+@pytest.mark.parametrize("host", [
+    "evil.example.com", "visibility.amp.cisco.com.evil.com", "169.254.169.254",
+])
+def test_host_not_allowlisted_gets_no_request(
+        client, mocked, make_token, host) -> None:
+    response = health(client, make_token(jwks_host=host))
+    assert response.json == failed(
+        "Wrong jwks_host in JWT payload. Make sure domain follows the"
+        " visibility.<region>.cisco.com structure"
+    )
+    assert len(mocked.calls) == 0
+
+
+@pytest.mark.parametrize("jwks", [
+    {"status": 500}, {"body": "<html>"}, {"json": {"keys": []}},
+    {"json": {"nothing": 1}}, {"body": requests.ConnectionError("refused")},
+])
+def test_unusable_jwks(client, mocked, make_token, jwks) -> None:
+    mocked.get(JWKS_URL, **jwks)
+    assert health(client, make_token()).json == failed(
+        "Wrong jwks_host in JWT payload. Make sure domain follows the"
+        " visibility.<region>.cisco.com structure"
+    )
+
+
+def test_unknown_kid_refreshes_once_then_fails(
+        client, mocked, jwks, kit) -> None:
+    stranger = TokenKit(kit.private_key, kid="other-kid")
+    token = stranger.mint({"key": API_KEY, "jwks_host": JWKS_HOST,
+                           "aud": "http://localhost"})
+    assert health(client, token).json == failed(
+        "kid from JWT header not found in API response"
+    )
+    assert len(mocked.calls) == 1  # first fetch; refresh is rate-limited
+    # Within the refresh interval a second unknown kid does not refetch.
+    assert health(client, token).json["errors"][0]["message"].startswith(
+        "Authorization failed: kid"
+    )
+    assert len(mocked.calls) == 1
+
+
+def test_unknown_kid_triggers_exactly_one_refresh(
+        app, client, mocked, kit, make_token) -> None:
+    old = TokenKit(kid="old-kid")
+    mocked.get(JWKS_URL, json=old.jwks())
+    mocked.get(JWKS_URL, json=kit.jwks())
+    mocked.get(HEALTH, json=OK)
+    assert health(client, old.mint({
+        "key": API_KEY, "jwks_host": JWKS_HOST, "aud": "http://localhost"
+    })).json["data"] == {"status": "ok"}
+    # The key rotated: the new kid is unknown in the cached JWKS, one
+    # refresh finds it (the refresh interval is pushed into the past).
+    jwks = app.extensions["relay"].jwks
+    jwks._refresh_interval = 0
+    mocked.get(HEALTH, json=OK)
+    assert health(client, make_token()).json == {"data": {"status": "ok"}}
+    assert len([c for c in mocked.calls if "jwks" in c.request.url]) == 2
+
+
+def test_jwks_cached_across_requests(client, mocked, jwks, make_token) -> None:
+    for _ in range(3):
+        mocked.get(HEALTH, json=OK)
+        assert health(client, make_token()).json == {"data": {"status": "ok"}}
+    assert jwks.call_count == 1
+
+
+def test_alg_none_is_refused(client, mocked) -> None:
+    token = b64({"alg": "none", "typ": "JWT", "kid": "test-kid"}) + "." + \
+        b64({"key": API_KEY, "jwks_host": JWKS_HOST,
+             "aud": "http://localhost"}) + "."
+    assert health(client, token).json == failed(
+        "Failed to decode JWT with provided key. Make sure domain in"
+        " custom_jwks_host corresponds to your XDR instance region."
+    )
+    assert len(mocked.calls) == 0
+
+
+def test_hs256_signed_with_the_public_key_is_refused(
+        client, mocked, kit) -> None:
+    header = b64({"alg": "HS256", "typ": "JWT", "kid": "test-kid"})
+    payload = b64({"key": API_KEY, "jwks_host": JWKS_HOST,
+                   "aud": "http://localhost"})
+    import hashlib
+    import hmac
+    signing_input = f"{header}.{payload}".encode()
+    signature = hmac.new(kit.public_pem(), signing_input,
+                         hashlib.sha256).digest()
+    token = f"{header}.{payload}." + base64.urlsafe_b64encode(
+        signature).rstrip(b"=").decode()
+    assert health(client, token).json == failed(
+        "Failed to decode JWT with provided key. Make sure domain in"
+        " custom_jwks_host corresponds to your XDR instance region."
+    )
+    assert len(mocked.calls) == 0
+
+
+def test_signature_from_another_key(client, jwks) -> None:
+    forger = TokenKit(kid="test-kid")
+    token = forger.mint({"key": API_KEY, "jwks_host": JWKS_HOST,
+                         "aud": "http://localhost"})
+    assert health(client, token).json == failed(
+        "Failed to decode JWT with provided key. Make sure domain in"
+        " custom_jwks_host corresponds to your XDR instance region."
+    )
+
+
+@pytest.mark.parametrize("aud", ["http://elsewhere", None])
+def test_wrong_audience(client, jwks, make_token, aud) -> None:
+    assert health(client, make_token(aud=aud)).json == failed(
+        "Wrong configuration-token-audience"
+    )
+
+
+def test_expired(client, jwks, kit) -> None:
+    token = kit.mint({"key": API_KEY, "jwks_host": JWKS_HOST,
+                      "aud": "http://localhost"}, lifetime=-60)
+    assert health(client, token).json == failed("Token has expired")
+
+
+def test_not_yet_valid(client, jwks, make_token) -> None:
+    token = make_token(nbf=int(time.time()) + 600)
+    assert health(client, token).json == failed("Token is not yet valid")
+
+
+@pytest.mark.parametrize("key", [None, "", 5])
+def test_missing_key(client, jwks, make_token, key) -> None:
+    assert health(client, make_token(key=key)).json == failed(
+        "Wrong JWT payload structure"
+    )
+
+
+@pytest.mark.parametrize("key", ["ключ-api", "key with space", "key\n"])
+def test_key_unusable_in_a_header(client, jwks, make_token, key) -> None:
+    assert health(client, make_token(key=key)).json == failed("Unauthorized")
+
+
+@pytest.mark.parametrize(("headers", "reason"), [
+    ({"SpyCloud-Error": "Invalid API key"}, "Invalid API key"),
+    ({"SpyCloud-Error": "Invalid IP"}, "Invalid IP"),
+    ({}, "Forbidden"),
+])
+def test_spycloud_refuses_the_key(
+        client, mocked, auth, headers, reason) -> None:
+    mocked.get(HEALTH, status=403, json={"message": "Forbidden"},
+               headers=headers)
+    assert client.post("/health", headers=auth).json == failed(reason)
+
+
+def test_spycloud_401_without_message(client, mocked, auth) -> None:
+    mocked.get(HEALTH, status=401, body="")
+    assert client.post("/health", headers=auth).json == failed("Unauthorized")
+
+
+def test_pinned_audience(mocked, make_token, kit) -> None:
+    from relay import create_app
+    app = create_app(Settings(
+        spycloud_api_url=API, allowed_jwks_hosts=frozenset({JWKS_HOST}),
+        jwks_url_template="http://{jwks_host}/.well-known/jwks",
+        jwt_audience="https://relay.example.com",
+    ))
+    mocked.get(JWKS_URL, json=kit.jwks())
+    mocked.get(HEALTH, json=OK)
+    client = app.test_client()
+    good = make_token(aud="https://relay.example.com")
+    assert health(client, good).json == {"data": {"status": "ok"}}
+    assert health(client, make_token()).json == failed(
+        "Wrong configuration-token-audience"
+    )
+
+
+def test_proxy_headers_only_when_enabled(mocked, make_token, kit) -> None:
+    from relay import create_app
+    settings = dict(
+        spycloud_api_url=API, allowed_jwks_hosts=frozenset({JWKS_HOST}),
+        jwks_url_template="http://{jwks_host}/.well-known/jwks",
+    )
+    proxy = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "relay.example"}
+    token = make_token(aud="https://relay.example")
+    mocked.get(JWKS_URL, json=kit.jwks())
+    plain = create_app(Settings(**settings)).test_client()
+    assert plain.post("/health", headers={
+        "Authorization": f"Bearer {token}", **proxy
+    }).json == failed("Wrong configuration-token-audience")
+    mocked.get(JWKS_URL, json=kit.jwks())
+    mocked.get(HEALTH, json=OK)
+    trusting = create_app(Settings(**settings, trust_proxy_headers=True))
+    assert trusting.test_client().post("/health", headers={
+        "Authorization": f"Bearer {token}", **proxy
+    }).json == {"data": {"status": "ok"}}
+
+
+def test_api_key_sent_as_header(client, mocked, auth) -> None:
+    mocked.get(HEALTH, json=OK, match=[responses.matchers.header_matcher({
+        "X-API-Key": API_KEY, "Accept": "application/json",
+    })])
+    assert client.post("/health", headers=auth).json == {
+        "data": {"status": "ok"}
+    }
+    agent = mocked.calls[-1].request.headers["User-Agent"]
+    assert agent.endswith("/1.0.0")
+
+
+def test_unverified_decode_is_not_trusted(make_token: Callable) -> None:
+    # Sanity: the token really is RS256, so the alg checks above are real.
+    assert jwt.get_unverified_header(make_token())["alg"] == "RS256"

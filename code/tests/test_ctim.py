@@ -1,0 +1,264 @@
+"""The mapping rules of ctim-mapping.md, one small literal fixture each."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+import pytest
+from dirty_equals import IsStr
+
+from relay import ctim
+from relay.records import parse_catalog, parse_record
+
+from .conftest import load
+
+EMAIL = "Jane.Doe@example.com"
+SIGHTING_ID = IsStr(regex=r"transient:sighting-[0-9a-f-]{36}")
+INDICATOR_ID = IsStr(regex=r"transient:indicator-[0-9a-f-]{36}")
+PORTAL = "https://portal.spycloud.com/breach/catalog/"
+
+
+def record(**changes: Any):
+    raw = load("record.json")
+    raw.update(changes)
+    return parse_record({k: v for k, v in raw.items() if v is not None})
+
+
+def catalog(**changes: Any):
+    raw = load("catalog.json")
+    raw.update(changes)
+    return parse_catalog({k: v for k, v in raw.items() if v is not None})
+
+
+def test_sighting_whole_document() -> None:
+    observed = {
+        "start_time": "2020-04-16T00:00:00.000000Z",
+        "end_time": "2020-04-16T00:00:00.000000Z",
+    }
+    observables = [{"type": "email", "value": EMAIL}]
+    assert ctim.sighting(EMAIL, record(), catalog()) == {
+        "id": SIGHTING_ID,
+        "type": "sighting",
+        "schema_version": "1.0.17",
+        "source": "Spycloud",
+        "title": "Reported to Spycloud",
+        "confidence": "High",
+        "internal": False,
+        "count": 3,
+        "observables": observables,
+        "observed_time": observed,
+        "targets": [{
+            "type": "email",
+            "observables": observables,
+            "observed_time": observed,
+        }],
+        "severity": "High",
+        "external_ids": ["2ff4b1a4-6b1a-4c1f-9a55-0c7b5b6f6f01", "11"],
+        "description": "Present in Example Forum Breach",
+        "source_uri": PORTAL + "8e9f2a3b-1111-4c2d-9e8f-0a1b2c3d4e5f",
+        "relations": [{
+            "origin": "Spycloud Breach Module",
+            "relation": "Leaked_From",
+            "source": {"type": "email", "value": EMAIL},
+            "related": {"type": "domain", "value": "forum.example.net"},
+        }],
+        "data": {
+            "columns": [
+                {"name": "email", "type": "string"},
+                {"name": "password", "type": "string"},
+                {"name": "password_type", "type": "string"},
+                {"name": "ip_addresses", "type": "string"},
+                {"name": "full_name", "type": "string"},
+            ],
+            "rows": [[
+                "jane.doe@example.com", "hunter2", "plaintext",
+                "10.0.0.1, 10.0.0.2", "********",
+            ]],
+        },
+    }
+
+
+def test_sighting_without_catalog() -> None:
+    doc = ctim.sighting(EMAIL, record(), None)
+    assert doc["description"] == "Present in breach"
+    assert "source_uri" not in doc
+    assert doc["relations"] == []
+
+
+@pytest.mark.parametrize("site", ["n/a", "N/A", None, ""])
+def test_unusable_site_gives_no_relation(site: str | None) -> None:
+    doc = ctim.sighting(EMAIL, record(), catalog(site=site))
+    assert doc["relations"] == []
+
+
+def test_infected_machine_id_is_third_external_id() -> None:
+    doc = ctim.sighting(EMAIL, record(infected_machine_id="m-1"), None)
+    assert doc["external_ids"] == [
+        "2ff4b1a4-6b1a-4c1f-9a55-0c7b5b6f6f01", "11", "m-1"
+    ]
+    assert "infected_machine_id" not in str(doc["data"]["columns"])
+
+
+@pytest.mark.parametrize(("value", "count"), [
+    (3, 3), (1, 1), (0, 1), (-4, 1), ("7", 7), ("x", 1), (None, 1),
+    (True, 1),
+])
+def test_count(value: Any, count: int) -> None:
+    assert ctim.sighting(EMAIL, record(sighting=value), None)["count"] == count
+
+
+@pytest.mark.parametrize(("code", "label"), [
+    (0, "Low"), (2, "Low"), (3, "Medium"), (5, "Medium"), (6, "High"),
+    (20, "High"), (25, "High"), (30, "High"), (99, "High"),
+    (None, "Unknown"), ("high", "Unknown"), (-1, "Unknown"),
+])
+def test_severity(code: Any, label: str) -> None:
+    assert ctim.severity(record(severity=code), None) == label
+
+
+@pytest.mark.parametrize("flag", ["YES", "yes", True])
+def test_combo_list_is_medium_whatever_the_record_says(flag: Any) -> None:
+    combo = catalog(combo_list_flag=flag)
+    assert ctim.severity(record(severity=25), combo) == "Medium"
+    assert ctim.severity(record(severity=2), combo) == "Medium"
+
+
+@pytest.mark.parametrize("flag", ["NO", False, None])
+def test_not_a_combo_list(flag: Any) -> None:
+    assert ctim.severity(record(severity=2), catalog(combo_list_flag=flag)) \
+        == "Low"
+
+
+def test_data_table_keeps_order_and_joins_lists() -> None:
+    raw = {
+        "document_id": "d", "source_id": 1,
+        "spycloud_publish_date": "2021-01-01T00:00:00Z",
+        "zeta": "z", "alpha": ["a", "b", 3], "mid": 5, "flag": False,
+        "nested": {"b": 1, "a": 2},
+    }
+    assert ctim.data_table(parse_record(raw)) == {
+        "columns": [{"name": n, "type": "string"}
+                    for n in ("zeta", "alpha", "mid", "flag", "nested")],
+        "rows": [["z", "a, b, 3", "5", "false", '{"a": 2, "b": 1}']],
+    }
+
+
+def test_sighting_id_is_stable_and_depends_on_email_and_document() -> None:
+    first = ctim.sighting(EMAIL, record(), None)["id"]
+    assert ctim.sighting(EMAIL, record(), None)["id"] == first
+    assert ctim.sighting("other@example.com", record(), None)["id"] != first
+    assert ctim.sighting(EMAIL, record(document_id="x"), None)["id"] != first
+
+
+def test_time_is_utc_with_microseconds() -> None:
+    doc = ctim.sighting(
+        EMAIL, record(spycloud_publish_date="2021-06-01T02:00:00+02:00"), None
+    )
+    assert doc["observed_time"]["start_time"] == "2021-06-01T00:00:00.000000Z"
+
+
+def test_indicator_whole_document() -> None:
+    assert ctim.indicator(catalog()) == {
+        "id": INDICATOR_ID,
+        "type": "indicator",
+        "schema_version": "1.0.17",
+        "producer": "Spycloud",
+        "title": "Example Forum Breach",
+        "short_description": "Example Forum Breach",
+        "description": "In 2019 the example forum was breached.",
+        "valid_time": {"start_time": "2020-04-01T00:00:00.000000Z"},
+        "confidence": "High",
+        "external_ids": ["11", "8e9f2a3b-1111-4c2d-9e8f-0a1b2c3d4e5f"],
+        "external_references": [
+            {
+                "source_name": "Spycloud",
+                "description": "A forum for examples.",
+                "url": "forum.example.net",
+            },
+            {
+                "source_name": "Spycloud",
+                "description": "In 2019 the example forum was breached.",
+                "url": PORTAL + "8e9f2a3b-1111-4c2d-9e8f-0a1b2c3d4e5f",
+                "external_id": "8e9f2a3b-1111-4c2d-9e8f-0a1b2c3d4e5f",
+            },
+        ],
+        "tags": ["email", "password"],
+    }
+
+
+@pytest.mark.parametrize(("value", "label"), [
+    (1, "High"), (2, "Medium"), (3, "Low"), (None, "Low"), (7, "Low"),
+])
+def test_indicator_confidence(value: Any, label: str) -> None:
+    assert ctim.indicator(catalog(confidence=value))["confidence"] == label
+
+
+def test_indicator_references_need_usable_site_and_description() -> None:
+    bare = catalog(site="n/a", description=None, assets=None)
+    doc = ctim.indicator(bare)
+    assert doc["external_references"] == []
+    assert doc["tags"] == []
+    assert "description" not in doc
+
+
+def test_indicator_id_is_stable() -> None:
+    assert ctim.indicator(catalog())["id"] == ctim.indicator_id(11)
+    assert ctim.indicator_id(11) != ctim.indicator_id(12)
+
+
+def test_relationship_whole_document() -> None:
+    doc = ctim.relationship("transient:sighting-a", "transient:indicator-b")
+    assert doc == {
+        "id": IsStr(regex=r"transient:relationship-[0-9a-f-]{36}"),
+        "type": "relationship",
+        "schema_version": "1.0.17",
+        "relationship_type": "sighting-of",
+        "source_ref": "transient:sighting-a",
+        "target_ref": "transient:indicator-b",
+    }
+    again = ctim.relationship("transient:sighting-a", "transient:indicator-b")
+    assert again["id"] == doc["id"]
+
+
+def test_observe_links_each_sighting_to_one_indicator_per_catalog() -> None:
+    records = [
+        record(document_id="a"),
+        record(document_id="b"),
+        record(document_id="c", source_id=99),
+    ]
+    out = ctim.observe(EMAIL, records, {11: catalog()})
+    assert [s["description"] for s in out["sightings"]] == [
+        "Present in Example Forum Breach",
+        "Present in Example Forum Breach",
+        "Present in breach",
+    ]
+    assert [i["id"] for i in out["indicators"]] == [ctim.indicator_id(11)]
+    assert [(r["source_ref"], r["target_ref"]) for r in out["relationships"]] \
+        == [(s["id"], ctim.indicator_id(11)) for s in out["sightings"][:2]]
+
+
+@pytest.mark.parametrize(("claim", "limit"), [
+    (None, 100), (5, 5), ("7", 7), (" 8 ", 8), (0, 100), (-3, 100),
+    ("abc", 100), ("2.5", 100), (2.5, 100), (True, 100), ([], 100),
+])
+def test_entities_limit(claim: Any, limit: int) -> None:
+    assert ctim.entities_limit(claim) == limit
+
+
+def test_newest_first_stable_for_ties_and_cut() -> None:
+    records = [
+        record(document_id="old", spycloud_publish_date="2019-01-01"),
+        record(document_id="new1", spycloud_publish_date="2022-01-01"),
+        record(document_id="mid", spycloud_publish_date="2020-01-01"),
+        record(document_id="new2", spycloud_publish_date="2022-01-01"),
+    ]
+    assert [r.document_id for r in ctim.newest(records, 3)] == [
+        "new1", "new2", "mid"
+    ]
+
+
+def test_time_format() -> None:
+    value = dt.datetime(2020, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone.utc)
+    assert re.fullmatch(r"2020-01-02T03:04:05\.000006Z", ctim.time(value))

@@ -1,0 +1,369 @@
+"""POST /observe/observables against a mocked SpyCloud, HTTP in and out."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import requests
+import responses
+from responses import matchers
+
+from relay import ctim
+
+from .conftest import API, API_KEY
+
+EMAIL = "jane@example.com"
+RECORDS = API + "breach/data/emails/"
+CATALOG = API + "breach/catalog/"
+
+
+def rec(n: int, source: int = 1, day: int = 1, **extra: Any) -> dict:
+    return {
+        "document_id": f"doc-{n}", "source_id": source,
+        "spycloud_publish_date": f"2020-01-{day:02d}T00:00:00Z",
+        "severity": 20, "email": EMAIL, "password": f"pw-{n}", **extra,
+    }
+
+
+def cat(n: int, **extra: Any) -> dict:
+    return {
+        "id": n, "uuid": f"uuid-{n}", "title": f"Breach {n}",
+        "description": f"About breach {n}", "site": f"site{n}.example",
+        "spycloud_publish_date": "2019-12-01T00:00:00Z", "confidence": 2,
+        "assets": {"email": 1}, **extra,
+    }
+
+
+def page(results: list, cursor: str = "") -> dict:
+    return {"cursor": cursor, "hits": len(results), "results": results}
+
+
+def observe(client, auth, *values: str, kind: str = "email"):
+    body = [{"type": kind, "value": v} for v in values]
+    response = client.post("/observe/observables", json=body, headers=auth)
+    assert response.status_code == 200
+    return response.json
+
+
+def sightings(body: dict) -> list[dict]:
+    return body["data"]["sightings"]["docs"]
+
+
+def test_one_email_two_round_trips(client, mocked, auth) -> None:
+    mocked.get(RECORDS + EMAIL, json=page([rec(1, 7, 2), rec(2, 8, 3)]),
+               match=[matchers.header_matcher({"X-API-Key": API_KEY})])
+    mocked.get(CATALOG + "8,7", json=page([cat(7), cat(8)]))
+    body = observe(client, auth, EMAIL)
+    assert "errors" not in body
+    data = body["data"]
+    assert list(data) == ["sightings", "indicators", "relationships"]
+    assert [d["count"] for d in data.values()] == [2, 2, 2]
+    assert [s["external_ids"][0] for s in sightings(body)] == ["doc-2", "doc-1"]
+    assert [i["title"] for i in data["indicators"]["docs"]] == [
+        "Breach 8", "Breach 7"
+    ]
+
+
+def test_paging_across_three_pages(client, mocked, auth) -> None:
+    mocked.get(RECORDS + EMAIL, json=page([rec(1)], "c1"),
+               match=[matchers.query_string_matcher("")])
+    mocked.get(RECORDS + EMAIL, json=page([rec(2)], "c2"),
+               match=[matchers.query_param_matcher({"cursor": "c1"})])
+    mocked.get(RECORDS + EMAIL, json=page([rec(3)]),
+               match=[matchers.query_param_matcher({"cursor": "c2"})])
+    mocked.get(CATALOG + "1", json=page([cat(1)]))
+    body = observe(client, auth, EMAIL)
+    assert len(sightings(body)) == 3
+    assert "errors" not in body
+
+
+def test_repeated_cursor_stops(client, mocked, auth) -> None:
+    mocked.get(RECORDS + EMAIL, json=page([rec(1)], "same"),
+               match=[matchers.query_string_matcher("")])
+    mocked.get(RECORDS + EMAIL, json=page([rec(2)], "same"),
+               match=[matchers.query_param_matcher({"cursor": "same"})])
+    mocked.get(CATALOG + "1", json=page([cat(1)]))
+    body = observe(client, auth, EMAIL)
+    assert len(sightings(body)) == 2
+    assert len(mocked.calls) == 1 + 3  # JWKS + two pages + catalog
+
+
+def test_page_cap_warns(client, mocked, auth, app) -> None:
+    cap = app.extensions["relay"].settings.max_pages
+    for n in range(cap):
+        mocked.get(RECORDS + EMAIL, json=page([rec(n)], f"c{n + 1}"),
+                   match=[matchers.query_string_matcher(
+                       f"cursor=c{n}" if n else "")])
+    mocked.get(CATALOG + "1", json=page([cat(1)]))
+    body = observe(client, auth, EMAIL)
+    assert len(sightings(body)) == cap
+    assert body["errors"] == [{
+        "type": "warning", "code": "too many results",
+        "message": f"SpyCloud holds more records for {EMAIL} than the relay"
+        f" reads ({cap} pages); older records were not read.",
+    }]
+
+
+def test_catalogs_batched_by_ten_without_repeats(client, mocked, auth) -> None:
+    records = [rec(n, source=100 + n % 25, day=1 + n % 28) for n in range(60)]
+    mocked.get(RECORDS + EMAIL, json=page(records))
+    asked: list[list[str]] = []
+
+    def catalogs(request):
+        ids = request.path_url.rsplit("/", 1)[1].split(",")
+        asked.append(ids)
+        import json
+        return 200, {}, json.dumps(page([cat(int(i)) for i in ids]))
+
+    mocked.add_callback(responses.GET, re.compile(CATALOG + ".*"), catalogs)
+    body = observe(client, auth, EMAIL)
+    assert len(asked) == 3
+    assert sorted(len(ids) for ids in asked) == [5, 10, 10]
+    flat = [i for ids in asked for i in ids]
+    assert len(flat) == len(set(flat)) == 25
+    assert body["data"]["indicators"]["count"] == 25
+    assert body["data"]["relationships"]["count"] == 60
+
+
+def test_catalogs_cached_across_requests(client, mocked, auth) -> None:
+    mocked.get(RECORDS + EMAIL, json=page([rec(1, 7)]))
+    mocked.get(CATALOG + "7", json=page([cat(7)]))
+    first = observe(client, auth, EMAIL)
+    mocked.get(RECORDS + "bob@example.com", json=page([rec(2, 7)]))
+    second = observe(client, auth, "bob@example.com")
+    assert len(mocked.calls) == 1 + 3  # JWKS, records, catalog, records
+    assert first["data"]["indicators"] == second["data"]["indicators"]
+
+
+def test_missing_catalog_warns_and_keeps_the_rest(
+        client, mocked, auth) -> None:
+    mocked.get(RECORDS + EMAIL, json=page([rec(1, 7), rec(2, 8)]))
+    mocked.get(CATALOG + "7,8", json=page([cat(8)]))
+    body = observe(client, auth, EMAIL)
+    assert body["errors"] == [{
+        "type": "warning", "code": "not found",
+        "message": "SpyCloud did not return results for 7",
+    }]
+    docs = {s["external_ids"][0]: s for s in sightings(body)}
+    assert docs["doc-1"]["description"] == "Present in breach"
+    assert "source_uri" not in docs["doc-1"]
+    assert docs["doc-2"]["description"] == "Present in Breach 8"
+    assert body["data"]["indicators"]["count"] == 1
+    assert body["data"]["relationships"]["count"] == 1
+
+
+def test_unusable_catalog_is_treated_as_missing(client, mocked, auth) -> None:
+    mocked.get(RECORDS + EMAIL, json=page([rec(1, 7)]))
+    mocked.get(CATALOG + "7", json=page([{"id": 7}]))
+    body = observe(client, auth, EMAIL)
+    assert body["errors"][0]["message"] == \
+        "SpyCloud did not return results for 7"
+    assert sightings(body)[0]["description"] == "Present in breach"
+
+
+def test_fatal_error_on_one_email_keeps_the_others(
+        client, mocked, auth) -> None:
+    mocked.get(RECORDS + "a@example.com", json=page([rec(1, 7)]))
+    mocked.get(RECORDS + "b@example.com", status=404, json={})
+    mocked.get(RECORDS + "c@example.com", json=page([rec(2, 7)]))
+    mocked.get(CATALOG + "7", json=page([cat(7)]))
+    body = observe(client, auth, "a@example.com", "b@example.com",
+                   "c@example.com")
+    assert body["errors"] == [{
+        "type": "fatal", "code": "not found",
+        "message": "The Spycloud not found.",
+    }]
+    assert [s["observables"][0]["value"] for s in sightings(body)] == [
+        "a@example.com", "c@example.com"
+    ]
+
+
+def test_answers_follow_the_order_sent(client, mocked, auth) -> None:
+    names = [f"user{n}@example.com" for n in (3, 1, 2)]
+    for n, name in enumerate(names):
+        mocked.get(RECORDS + name, json=page([rec(n, 7)]))
+    mocked.get(CATALOG + "7", json=page([cat(7)]))
+    body = observe(client, auth, *names)
+    assert [s["observables"][0]["value"] for s in sightings(body)] == names
+
+
+def test_catalog_failure_keeps_sightings(client, mocked, auth) -> None:
+    mocked.get(RECORDS + EMAIL, json=page([rec(1, 7)]))
+    mocked.get(CATALOG + "7", status=404)
+    body = observe(client, auth, EMAIL)
+    assert body["errors"] == [{
+        "type": "fatal", "code": "not found",
+        "message": "The Spycloud not found.",
+    }]
+    assert sightings(body)[0]["description"] == "Present in breach"
+
+
+@pytest.mark.parametrize(("claim", "expected"), [
+    (None, 100), (3, 3), ("4", 4), ("many", 100), (0, 100), (-2, 100),
+])
+def test_entity_limit_newest_first(
+        client, mocked, make_token, jwks, claim, expected) -> None:
+    records = [rec(n, day=1 + n % 28, source=1) for n in range(120)]
+    mocked.get(RECORDS + EMAIL, json=page(records))
+    mocked.get(CATALOG + "1", json=page([cat(1)]))
+    token = make_token(CTR_ENTITIES_LIMIT=claim)
+    body = observe(client, {"Authorization": f"Bearer {token}"}, EMAIL)
+    docs = sightings(body)
+    assert len(docs) == expected
+    times = [d["observed_time"]["start_time"] for d in docs]
+    assert times == sorted(times, reverse=True)
+    assert times[0] == "2020-01-28T00:00:00.000000Z"
+
+
+def test_only_catalogs_of_kept_records_are_fetched(
+        client, mocked, make_token, jwks) -> None:
+    mocked.get(RECORDS + EMAIL, json=page([rec(1, 5, 1), rec(2, 6, 9)]))
+    mocked.get(CATALOG + "6", json=page([cat(6)]))
+    token = make_token(CTR_ENTITIES_LIMIT=1)
+    body = observe(client, {"Authorization": f"Bearer {token}"}, EMAIL)
+    assert body["data"]["sightings"]["count"] == 1
+
+
+def test_400_means_no_data(client, mocked, auth) -> None:
+    mocked.get(RECORDS + EMAIL, status=400, json={"message": "bad"})
+    assert observe(client, auth, EMAIL) == {"data": {}}
+
+
+def test_no_records(client, mocked, auth) -> None:
+    mocked.get(RECORDS + EMAIL, json=page([]))
+    assert observe(client, auth, EMAIL) == {"data": {}}
+
+
+def test_unusable_records_are_skipped_with_a_warning(
+        client, mocked, auth) -> None:
+    bad = [{"document_id": "x"}, rec(2, day=40), "text"]
+    mocked.get(RECORDS + EMAIL, json=page([rec(1, 7), *bad]))
+    mocked.get(CATALOG + "7", json=page([cat(7)]))
+    body = observe(client, auth, EMAIL)
+    assert len(sightings(body)) == 1
+    assert body["errors"] == [{
+        "type": "warning", "code": "invalid result",
+        "message": f"SpyCloud returned 3 unusable record(s) for {EMAIL};"
+        " they are left out.",
+    }]
+
+
+@pytest.mark.parametrize(("reply", "code", "message"), [
+    ({"status": 404}, "not found", "The Spycloud not found."),
+    ({"status": 429}, "too many requests",
+     "Too many requests have been made to Spycloud. Please, try again later."),
+    ({"status": 429,
+      "headers": {"x-amzn-ErrorType": "TooManyRequestsException"}},
+     "too many requests",
+     "Too many requests have been made to Spycloud. Please, try again later."),
+    ({"status": 429,
+      "headers": {"x-amzn-ErrorType": "LimitExceededException"}},
+     "too many requests",
+     "The SpyCloud API quota of this key is used up. Please, try again when"
+     " SpyCloud has renewed it."),
+    ({"status": 500}, "internal error", "The Spycloud internal error."),
+    ({"status": 502}, "unknown", "SpyCloud answered 502 Bad Gateway."),
+    ({"status": 503}, "unknown", "SpyCloud answered 503 Service Unavailable."),
+    ({"status": 504}, "unknown", "SpyCloud answered 504 Gateway Timeout."),
+    ({"status": 418}, "unknown", "SpyCloud answered with unexpected status 418."),
+    ({"status": 403, "json": {"message": "Forbidden"},
+      "headers": {"SpyCloud-Error": "Invalid API key"}},
+     "authorization error", "Authorization failed: Invalid API key"),
+    ({"body": "<html>oops</html>"}, "unknown",
+     "SpyCloud answered with a body that is not valid JSON."),
+    ({"body": '{"results": [1, 2'}, "unknown",
+     "SpyCloud answered with a body that is not valid JSON."),
+    ({"json": {"results": "none"}}, "unknown",
+     "SpyCloud answered with an unexpected body: 'results' is not a list."),
+    ({"json": [1, 2]}, "unknown",
+     "SpyCloud answered with an unexpected body: the answer is not a JSON"
+     " object."),
+    ({"body": requests.exceptions.ConnectTimeout()}, "unknown",
+     "SpyCloud did not answer in time."),
+    ({"body": requests.exceptions.ReadTimeout()}, "unknown",
+     "SpyCloud did not answer in time."),
+    ({"body": requests.exceptions.ConnectionError()}, "unknown",
+     "The relay could not connect to SpyCloud."),
+    ({"body": requests.exceptions.SSLError(
+        "certificate verify failed: self-signed certificate")}, "unknown",
+     "Unable to verify SSL certificate: certificate verify failed:"
+     " self-signed certificate"),
+    ({"body": requests.exceptions.InvalidHeader("bad")}, "unknown",
+     "The call to SpyCloud failed: InvalidHeader."),
+])
+def test_spycloud_error_table(
+        client, mocked, auth, reply, code, message) -> None:
+    retried = reply.get("status") in (429, 500, 502, 503, 504) and \
+        "LimitExceeded" not in str(reply.get("headers")) or \
+        isinstance(reply.get("body"), (requests.Timeout,
+                                       requests.ConnectionError)) and \
+        not isinstance(reply.get("body"), requests.exceptions.SSLError)
+    for _ in range(3 if retried else 1):
+        mocked.get(RECORDS + EMAIL, **reply)
+    assert observe(client, auth, EMAIL) == {
+        "errors": [{"type": "fatal", "code": code, "message": message}]
+    }
+    assert len(mocked.calls) == 1 + (3 if retried else 1)
+
+
+def test_retry_then_success(client, mocked, auth) -> None:
+    mocked.get(RECORDS + EMAIL, status=500)
+    mocked.get(RECORDS + EMAIL, status=429, headers={"Retry-After": "1"})
+    mocked.get(RECORDS + EMAIL, json=page([rec(1, 7)]))
+    mocked.get(CATALOG + "7", json=page([cat(7)]))
+    body = observe(client, auth, EMAIL)
+    assert "errors" not in body
+    assert len(sightings(body)) == 1
+
+
+@pytest.mark.parametrize(("value", "path"), [
+    ("a/../b@example.com", "a%2F..%2Fb@example.com"),
+    ("a?x=1@example.com", "a%3Fx%3D1@example.com"),
+    ("a#frag@example.com", "a%23frag@example.com"),
+    ("a%2fb@example.com", "a%252fb@example.com"),
+    ("%2e%2e@example.com", "%252e%252e@example.com"),
+    ("Jane@Example.COM", "jane@example.com"),
+])
+def test_email_is_one_encoded_path_segment(
+        client, mocked, auth, value, path) -> None:
+    mocked.get(RECORDS + path, json=page([]))
+    assert observe(client, auth, value) == {"data": {}}
+    assert mocked.calls[-1].request.path_url == \
+        "/enterprise-v2/breach/data/emails/" + path
+
+
+def test_duplicates_queried_once_types_case_insensitive(
+        client, mocked, auth) -> None:
+    mocked.get(RECORDS + EMAIL, json=page([rec(1, 7)]))
+    mocked.get(CATALOG + "7", json=page([cat(7)]))
+    body = client.post("/observe/observables", headers=auth, json=[
+        {"type": "EMAIL", "value": EMAIL},
+        {"type": "domain", "value": "example.com"},
+        {"type": "Email", "value": EMAIL},
+    ]).json
+    assert body["data"]["sightings"]["count"] == 1
+
+
+def test_sighting_ids_stable_across_calls(client, mocked, auth) -> None:
+    for _ in range(2):
+        mocked.get(RECORDS + EMAIL, json=page([rec(1, 7)]))
+    mocked.get(CATALOG + "7", json=page([cat(7)]))
+    first = observe(client, auth, EMAIL)
+    second = observe(client, auth, EMAIL)
+    assert first == second
+    assert first["data"]["indicators"]["docs"][0]["id"] == \
+        ctim.indicator_id(7)
+
+
+def test_email_cap_warns(app, client, mocked, auth) -> None:
+    cap = app.extensions["relay"].settings.max_emails_per_request
+    values = [f"u{n}@example.com" for n in range(cap + 5)]
+    for value in values[:cap]:
+        mocked.get(RECORDS + value, json=page([]))
+    body = observe(client, auth, *values)
+    assert body == {"errors": [{
+        "type": "warning", "code": "too many observables",
+        "message": f"Only the first {cap} of {cap + 5} emails were looked up.",
+    }]}

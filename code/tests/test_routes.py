@@ -1,0 +1,149 @@
+"""Routes, the envelope and input validation (relay-contract.md)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from relay import lookup
+from relay.envelope import body
+from relay.errors import RelayError, warning
+from relay.version import VERSION
+
+
+def invalid(detail: str) -> dict:
+    return {"errors": [{
+        "type": "fatal", "code": "invalid argument",
+        "message": f"Invalid JSON payload received. {detail}",
+    }]}
+
+
+def test_version(client) -> None:
+    response = client.post("/version")
+    assert (response.status_code, response.json) == (200, {"version": VERSION})
+
+
+def test_index_answers_a_person(client) -> None:
+    doc = client.get("/").json
+    assert doc["version"] == VERSION
+    assert "POST /observe/observables" in doc["routes"]
+    assert "README" in doc["docs"]
+
+
+def test_watchdog(client) -> None:
+    assert client.get("/watchdog", headers={"Health-Check": "abc"}).json == {
+        "data": "abc"
+    }
+    assert client.get("/watchdog").json == {"errors": [{
+        "type": "fatal", "code": "health check failed",
+        "message": "Invalid Health Check",
+    }]}
+
+
+@pytest.mark.parametrize(("method", "path", "status", "reason"), [
+    ("get", "/nowhere", 404, "NotFound"),
+    ("post", "/refer/observables", 404, "NotFound"),
+    ("get", "/version", 405, "MethodNotAllowed"),
+    ("get", "/observe/observables", 405, "MethodNotAllowed"),
+    ("post", "/watchdog", 405, "MethodNotAllowed"),
+])
+def test_routing_errors_are_json(client, method, path, status, reason) -> None:
+    response = getattr(client, method)(path)
+    assert response.status_code == status
+    assert response.json == {
+        "code": status, "message": response.json["message"], "reason": reason,
+    }
+
+
+def test_body_too_large(client) -> None:
+    big = json.dumps([{"type": "email", "value": "x" * 2_000_000}])
+    response = client.post("/observe/observables", data=big,
+                           content_type="application/json")
+    assert response.status_code == 413
+    assert response.json["reason"] == "RequestEntityTooLarge"
+
+
+@pytest.mark.parametrize(("payload", "detail"), [
+    ("not json", "The body is not a JSON list."),
+    ("", "The body is not a JSON list."),
+    ("null", "The body is not a JSON list."),
+    ('{"type": "email"}', '{"_schema": ["Invalid input type."]}'),
+    ("[1]", '{"0": {"_schema": ["Invalid input type."]}}'),
+    ('[{"type": "email"}]',
+     '{"0": {"value": ["Missing data for required field."]}}'),
+    ('[{"type": "email", "value": ""}]',
+     '{"0": {"value": ["Shorter than minimum length 1."]}}'),
+    ('[{"type": "email", "value": 5}]', '{"0": {"value": ["Not a valid string."]}}'),
+    ('[{"type": null, "value": "a@b.co"}]',
+     '{"0": {"type": ["Field may not be null."]}}'),
+])
+def test_malformed_observables(client, mocked, payload, detail) -> None:
+    response = client.post("/observe/observables", data=payload,
+                           content_type="application/json")
+    assert response.json == invalid(detail)
+    assert len(mocked.calls) == 0
+
+
+def test_nothing_supported_needs_no_token(client, mocked) -> None:
+    response = client.post("/observe/observables", json=[
+        {"type": "domain", "value": "example.com"},
+        {"type": "ip", "value": "1.2.3.4", "extra": True},
+    ])
+    assert response.json == {"data": {}}
+    assert client.post("/observe/observables", json=[]).json == {"data": {}}
+    assert len(mocked.calls) == 0
+
+
+@pytest.mark.parametrize("value", [
+    "no-at-sign", "two@@example.com", "a@b", "a b@example.com",
+    "a@exa mple.com", "a@example.com\n", "a\x00@example.com",
+    "x" * 300 + "@example.com", "a@-example.com", "a@example.c0m",
+])
+def test_implausible_emails_are_not_sent(client, mocked, value) -> None:
+    response = client.post("/observe/observables",
+                           json=[{"type": "email", "value": value}])
+    errors = response.json["errors"]
+    assert [(e["type"], e["code"]) for e in errors] == [
+        ("warning", "invalid argument")
+    ]
+    assert "is not a valid email address" in errors[0]["message"]
+    assert "data" not in response.json
+    assert len(mocked.calls) == 0
+
+
+def test_unexpected_exception_becomes_envelope(
+        client, auth, monkeypatch, caplog) -> None:
+    def boom(*args: Any, **kwargs: Any) -> None:
+        raise KeyError("bug")
+
+    monkeypatch.setattr(lookup, "observe", boom)
+    response = client.post("/observe/observables", headers=auth,
+                           json=[{"type": "email", "value": "a@example.com"}])
+    assert response.status_code == 200
+    assert response.json == {"errors": [{
+        "type": "fatal", "code": "unknown",
+        "message": "An unexpected error occurred.",
+    }]}
+
+
+def test_unexpected_exception_in_one_email_keeps_the_others(
+        app, client, auth, monkeypatch) -> None:
+    spycloud = app.extensions["relay"].client
+
+    def breaches(key: str, email: str, budget: Any):
+        raise ValueError("bug")
+
+    monkeypatch.setattr(spycloud, "breaches", breaches)
+    response = client.post("/observe/observables", headers=auth,
+                           json=[{"type": "email", "value": "a@example.com"}])
+    assert response.json["errors"][0]["code"] == "unknown"
+
+
+def test_envelope_rules() -> None:
+    fatal = RelayError("boom")
+    note = warning("not found", "gone")
+    assert body() == {"data": {}}
+    assert body({}, [fatal, fatal]) == {"errors": [fatal.json()]}
+    assert body({"x": 1}, [note]) == {"data": {"x": 1}, "errors": [note.json()]}

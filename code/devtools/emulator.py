@@ -1,0 +1,448 @@
+"""A SpyCloud enterprise-v2 emulator for demos, tests and benchmarks.
+
+Serves, under `/enterprise-v2/`, the endpoints the relay uses, as
+`spycloud-api.md` describes them:
+
+- `breach/data/emails/{email}`: deterministic synthetic records, 1,000 a
+  page, with opaque cursors in the `{"cursor", "hits", "results"}` envelope;
+- `breach/catalog/{ids}`: comma-separated ids (at most 10), unknown ones
+  left out of `results`;
+- `watchlist/{identifier}`: what the relay's health check calls.
+
+`X-API-Key` must equal the emulator's key, else 403 with
+`SpyCloud-Error: Invalid API key`.
+
+Demo emails (any other address gets 0-8 records derived from its hash):
+
+| email | what it shows |
+|---|---|
+| `nobody@demo.test` | no records |
+| `jane.doe@demo.test` | 6 records over 4 breaches, list and masked fields |
+| `heavy@demo.test` | 150 records over 10 breaches |
+| `huge@demo.test` | 2,500 records over 5 breaches, three pages |
+| `combo@demo.test` | records from a combo list (severity always Medium) |
+| `orphan@demo.test` | one breach whose catalog the API does not return |
+| `nosite@demo.test` | a breach whose `site` is `n/a` |
+| `lists@demo.test` | list-valued fields (`ip_addresses`, `social_links`) |
+| `masked@demo.test` | fields the key is not entitled to: `********` |
+| `severities@demo.test` | severities 2, 5, 20, 25 and 30 |
+| `n<R>.b<B>.s<S>@bench.test` | R records over B breaches of breach set S |
+
+Fault injection, per email (local part `fault-<name>`, e.g.
+`fault-500@demo.test`; `once-<name>` fails only the first call for that
+email) or per request (header `X-Emulator-Fault: <name>`):
+`slow` (2 s latency), `throttle` (429 `TooManyRequestsException`,
+`Retry-After: 0`), `quota` (429 `LimitExceededException`), `500`, `502`,
+`504`, `badjson` (truncated JSON), `html` (an HTML page), `hang` (no answer
+for 60 s), `drop` (connection closed without an answer).
+`--latency-ms` adds latency to every call; `--fault-rate` injects random
+retryable faults. `GET /_emulator/stats` counts calls;
+`POST /_emulator/reset` zeroes the counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import functools
+import hashlib
+import json
+import random
+import re
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+PREFIX = "/enterprise-v2/"
+PAGE_SIZE = 1000
+MAX_CATALOG_IDS = 10
+DEFAULT_KEY = "demo-key"
+NAMESPACE = uuid.UUID("0b7c4f56-8a5e-4d8b-9a0c-6c1f5b1e2d3a")
+
+MISSING_CATALOG = 4040
+COMBO_CATALOG = 3001
+NOSITE_CATALOG = 3002
+FAULTS = (
+    "slow", "throttle", "quota", "500", "502", "504", "badjson", "html",
+    "hang", "drop",
+)
+RANDOM_FAULTS = ("throttle", "500", "502", "504", "drop")
+BENCH = re.compile(r"n(\d+)\.b(\d+)\.s(\d+)")
+WORDS = (
+    "Atlas", "Beacon", "Cobalt", "Delta", "Ember", "Falcon", "Granite",
+    "Harbor", "Indigo", "Juniper", "Krypton", "Lumen", "Meridian", "Nimbus",
+    "Onyx", "Pioneer", "Quartz", "Raven", "Summit", "Tundra",
+)
+KINDS = ("Forum", "Shop", "Games", "Travel", "Fitness", "Social", "Mail")
+
+
+# --- synthetic data --------------------------------------------------------
+
+def _rng(*parts: object) -> random.Random:
+    seed = hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
+    return random.Random(seed)  # noqa: S311 (synthetic data, not security)
+
+
+@functools.lru_cache(maxsize=4096)
+def catalog(catalog_id: int) -> dict[str, Any] | None:
+    """Return the catalog of an id, or None for the one the API lacks."""
+    if catalog_id == MISSING_CATALOG or catalog_id <= 0:
+        return None
+    rng = _rng("catalog", catalog_id)
+    name = f"{rng.choice(WORDS)} {rng.choice(KINDS)}"
+    domain = name.lower().replace(" ", "") + ".example"
+    site = "n/a" if catalog_id == NOSITE_CATALOG or catalog_id % 7 == 0 \
+        else domain
+    year = 2015 + catalog_id % 10
+    doc: dict[str, Any] = {
+        "id": catalog_id,
+        "uuid": str(uuid.uuid5(NAMESPACE, f"catalog-{catalog_id}")),
+        "title": f"{name} Breach",
+        "short_title": name,
+        "description": f"In {year}, {name} suffered a breach exposing"
+        " email addresses and passwords.",
+        "site": site,
+        "site_description": f"{name} is a {name.split()[1].lower()} site.",
+        "type": "PUBLIC" if catalog_id % 3 else "PRIVATE",
+        "num_records": 1000 + rng.randrange(5_000_000),
+        "spycloud_publish_date": f"{year + 1}-0{1 + catalog_id % 9}-15T00:00:00Z",
+        "acquisition_date": f"{year + 1}-0{1 + catalog_id % 9}-01T00:00:00Z",
+        "assets": {"email": 1000, "password": 800, "username": 300},
+        "confidence": 1 + catalog_id % 3,
+        "breach_main_category": "breach",
+        "tlp": "amber",
+    }
+    if catalog_id == COMBO_CATALOG:
+        doc.update(title="Combo List Collection", combo_list_flag="YES",
+                   site="n/a", breach_main_category="combolist")
+    return doc
+
+
+def _record(email: str, n: int, source_id: int, severity: int,
+            extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    rng = _rng("record", email, n)
+    local, _, domain = email.partition("@")
+    day = 1 + rng.randrange(28)
+    month = 1 + rng.randrange(12)
+    year = 2016 + rng.randrange(10)
+    doc: dict[str, Any] = {
+        "email": email,
+        "email_domain": domain,
+        "email_username": local,
+        "domain": domain,
+        "document_id": str(uuid.uuid5(NAMESPACE, f"{email}#{n}")),
+        "source_id": source_id,
+        "spycloud_publish_date": f"{year}-{month:02d}-{day:02d}T00:00:00Z",
+        "severity": severity,
+        "sighting": 1 + rng.randrange(3),
+        "username": f"{local.split('.')[0]}{rng.randrange(100)}",
+        "full_name": local.replace(".", " ").title(),
+        "target_url": f"https://login.{domain}/",
+        "country": rng.choice(["US", "DE", "FR", "BR", "JP"]),
+    }
+    if severity >= 20:
+        doc["password"] = f"demo-secret-{rng.getrandbits(48):012x}"
+        doc["password_plaintext"] = doc["password"]
+        doc["password_type"] = "plaintext"
+    elif severity == 5:
+        doc["password"] = f"$2b$12${rng.getrandbits(96):024x}"
+        doc["password_type"] = "bcrypt"
+    if severity >= 25:
+        doc["infected_machine_id"] = str(uuid.uuid5(NAMESPACE, f"m{n}{email}"))
+        doc["infected_path"] = "C:\\Users\\demo\\AppData\\Local\\Temp\\x.exe"
+        doc["user_os"] = "Windows 10 Pro"
+        doc["ip_addresses"] = [f"198.51.100.{rng.randrange(255)}"]
+    if severity >= 30:
+        doc["session_cookie"] = "********"
+    doc["record_modification_date"] = doc["spycloud_publish_date"]
+    doc.update(extra or {})
+    return doc
+
+
+def _spread(email: str, count: int, sources: Sequence[int],
+            severities: Sequence[int] = (2, 5, 20, 25)) -> list[dict]:
+    return [
+        _record(email, n, sources[n % len(sources)],
+                severities[n % len(severities)])
+        for n in range(count)
+    ]
+
+
+@functools.lru_cache(maxsize=256)
+def records(email: str) -> tuple[dict[str, Any], ...]:
+    """Return every record of an email, deterministically."""
+    email = email.lower()
+    local, _, domain = email.partition("@")
+    bench = BENCH.fullmatch(local) if domain == "bench.test" else None
+    if bench:
+        count, breaches, group = (int(g) for g in bench.groups())
+        sources = [5000 + group * 100 + i for i in range(max(breaches, 1))]
+        return tuple(_spread(email, count, sources))
+    special = {
+        "nobody": lambda: [],
+        "jane.doe": lambda: _spread(email, 6, [1001, 1002, 1003, 1004],
+                                    (20, 25, 2, 5)),
+        "heavy": lambda: _spread(email, 150, list(range(1010, 1020))),
+        "huge": lambda: _spread(email, 2500, list(range(1030, 1035))),
+        "combo": lambda: _spread(email, 3, [COMBO_CATALOG], (25, 20, 2)),
+        "orphan": lambda: _spread(email, 2, [MISSING_CATALOG, 1001]),
+        "nosite": lambda: _spread(email, 2, [NOSITE_CATALOG]),
+        "lists": lambda: [_record(email, 0, 1002, 20, {
+            "ip_addresses": ["203.0.113.5", "203.0.113.9"],
+            "social_links": ["https://social.example/jd", "https://x.example/jd"],
+        })],
+        "masked": lambda: [_record(email, 0, 1003, 20, {
+            "full_name": "********", "phone": "********", "dob": "********",
+        })],
+        "severities": lambda: [
+            _record(email, n, 1005, sev) for n, sev in enumerate((2, 5, 20, 25, 30))
+        ],
+    }
+    if domain == "demo.test" and local in special:
+        return tuple(special[local]())
+    rng = _rng("email", email)
+    count = rng.randrange(9)
+    sources = rng.sample(range(1001, 1041), k=max(1, min(count, 4)))
+    return tuple(_spread(email, count, sources))
+
+
+def _cursor(email: str, offset: int) -> str:
+    token = json.dumps({"e": hashlib.sha256(email.encode()).hexdigest()[:12],
+                        "o": offset})
+    return base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
+
+
+def _offset(email: str, cursor: str) -> int | None:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        token = json.loads(raw)
+        if token["e"] != hashlib.sha256(email.encode()).hexdigest()[:12]:
+            return None
+        return int(token["o"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+# --- the server ------------------------------------------------------------
+
+class Emulator:
+    """The emulator's state: its key, injected behaviour and call counts."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0,
+                 api_key: str = DEFAULT_KEY, latency_ms: float = 0,
+                 fault_rate: float = 0.0, seed: int = 0) -> None:
+        self.api_key = api_key
+        self.latency = latency_ms / 1000
+        self.fault_rate = fault_rate
+        self.calls: Counter[str] = Counter()
+        self._random = random.Random(seed)  # noqa: S311
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._once: set[str] = set()
+        handler = type("Handler", (_Handler,), {"emulator": self})
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self.httpd.serve_forever,
+                                        daemon=True)
+
+    @property
+    def url(self) -> str:
+        """Return the base URL the relay's SPYCLOUD_API_URL should hold."""
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}{PREFIX}"
+
+    def start(self) -> Emulator:
+        """Serve in a background thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; hanging answers end at once."""
+        self._stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def count(self, kind: str) -> None:
+        with self._lock:
+            self.calls[kind] += 1
+            self.calls["total"] += 1
+
+    def random_fault(self) -> str | None:
+        with self._lock:
+            if self.fault_rate and self._random.random() < self.fault_rate:
+                return self._random.choice(RANDOM_FAULTS)
+        return None
+
+    def first_time(self, name: str) -> bool:
+        with self._lock:
+            if name in self._once:
+                return False
+            self._once.add(name)
+            return True
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self._once.clear()
+
+    def hang(self, seconds: float) -> None:
+        self._stop.wait(seconds)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    emulator: Emulator
+    protocol_version = "HTTP/1.1"
+    server_version = "SpyCloudEmulator/1.0"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        if self.path == "/_emulator/reset":
+            self.emulator.reset()
+            self._json(200, {"reset": True})
+        else:
+            self._json(404, {"message": "Not Found"})
+
+    def do_GET(self) -> None:  # noqa: N802
+        url = urlsplit(self.path)
+        if url.path == "/_emulator/stats":
+            self._json(200, {"calls": dict(self.emulator.calls)})
+            return
+        if not url.path.startswith(PREFIX):
+            self._json(404, {"message": "Not Found"})
+            return
+        rest = url.path[len(PREFIX):]
+        kind, _, arg = rest.rpartition("/")
+        arg = unquote(arg)
+        self.emulator.count(kind or rest)
+        if self.headers.get("X-API-Key") != self.emulator.api_key:
+            self._json(403, {"message": "Forbidden"},
+                       {"SpyCloud-Error": "Invalid API key"})
+            return
+        fault = self._fault(arg if kind == "breach/data/emails" else "")
+        if self.emulator.latency:
+            time.sleep(self.emulator.latency)
+        if fault and self._inject(fault):
+            return
+        query = parse_qs(url.query)
+        if kind == "breach/data/emails":
+            self._emails(arg, query.get("cursor", [""])[0])
+        elif kind == "breach/catalog":
+            self._catalogs(arg)
+        elif kind == "watchlist":
+            self._list([{"identifier": arg, "type": "domain"}])
+        else:
+            self._json(404, {"message": "Not Found"})
+
+    def _fault(self, email: str) -> str | None:
+        header = self.headers.get("X-Emulator-Fault")
+        if header:
+            return header
+        local = email.partition("@")[0].lower()
+        if local.startswith("fault-"):
+            return local[len("fault-"):]
+        if local.startswith("once-") and self.emulator.first_time(email):
+            return local[len("once-"):]
+        return self.emulator.random_fault()
+
+    def _inject(self, fault: str) -> bool:
+        """Misbehave as *fault* says; return False to answer normally."""
+        if fault == "slow":
+            time.sleep(2)
+            return False
+        if fault == "throttle":
+            self._json(429, {"message": "Too Many Requests"}, {
+                "x-amzn-ErrorType": "TooManyRequestsException",
+                "Retry-After": "0",
+            })
+        elif fault == "quota":
+            self._json(429, {"message": "Limit Exceeded"},
+                       {"x-amzn-ErrorType": "LimitExceededException"})
+        elif fault in ("500", "502", "504"):
+            self._json(int(fault), {"message": "Internal server error"})
+        elif fault == "badjson":
+            self._raw(200, b'{"cursor": "", "hits": 3, "results": [{"doc',
+                      "application/json")
+        elif fault == "html":
+            self._raw(200, b"<html><body>Gateway error</body></html>",
+                      "text/html")
+        elif fault == "hang":
+            self.emulator.hang(60)
+            self.close_connection = True
+        elif fault == "drop":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+        else:
+            return False
+        return True
+
+    def _emails(self, email: str, cursor: str) -> None:
+        found = records(email)
+        offset = _offset(email.lower(), cursor) if cursor else 0
+        if offset is None:
+            self._json(400, {"message": "Invalid cursor"})
+            return
+        end = offset + PAGE_SIZE
+        self._list(list(found[offset:end]), len(found),
+                   _cursor(email.lower(), end) if end < len(found) else "")
+
+    def _catalogs(self, ids: str) -> None:
+        parts = [p.strip() for p in ids.split(",") if p.strip()]
+        if len(parts) > MAX_CATALOG_IDS or not all(p.isdigit() for p in parts):
+            self._json(400, {"message": "Invalid catalog id list"})
+            return
+        found = [c for c in (catalog(int(p)) for p in parts) if c]
+        self._list(found)
+
+    def _list(self, results: list, hits: int | None = None,
+              cursor: str = "") -> None:
+        self._json(200, {"cursor": cursor,
+                         "hits": len(results) if hits is None else hits,
+                         "results": results})
+
+    def _json(self, status: int, doc: Any,
+              headers: dict[str, str] | None = None) -> None:
+        self._raw(status, json.dumps(doc).encode(), "application/json",
+                  headers)
+
+    def _raw(self, status: int, data: bytes, content_type: str,
+             headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the emulator in the foreground."""
+    parser = argparse.ArgumentParser(prog="python -m devtools.emulator")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8710)
+    parser.add_argument("--api-key", default=DEFAULT_KEY)
+    parser.add_argument("--latency-ms", type=float, default=0)
+    parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    emulator = Emulator(args.host, args.port, args.api_key, args.latency_ms,
+                        args.fault_rate, args.seed)
+    print(f"SpyCloud emulator at {emulator.url}", flush=True)
+    try:
+        emulator.httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emulator.httpd.server_close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""The whole relay on one machine: emulator + JWKS server + gunicorn.
+
+Used by `make demo`, the end-to-end tests and the benchmarks, so they all
+run the real relay the same way, on loopback only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+
+from .emulator import DEFAULT_KEY, Emulator
+from .tokenkit import JwksServer, TokenKit
+
+CODE = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """Return a TCP port on loopback nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Stack:
+    """Start the emulator and JWKS server in-process, the relay as gunicorn."""
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        latency_ms: float = 0,
+        fault_rate: float = 0.0,
+        api_key: str = DEFAULT_KEY,
+        env: dict[str, str] | None = None,
+        log: IO[str] | None = None,
+        kit: TokenKit | None = None,
+        emulator_port: int = 0,
+        jwks_port: int = 0,
+    ) -> None:
+        self.api_key = api_key
+        self.kit = kit or TokenKit()
+        self.emulator = Emulator(host, emulator_port, api_key, latency_ms,
+                                 fault_rate)
+        self.jwks = JwksServer([self.kit], host, jwks_port)
+        self.port = port or free_port()
+        self.url = f"http://{host}:{self.port}"
+        self._env = env or {}
+        self._log = log
+        self.process: subprocess.Popen[str] | None = None
+
+    def relay_env(self) -> dict[str, str]:
+        """Return the environment that wires the relay to the local parts."""
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("SPYCLOUD_", "JWKS_", "JWT_"))}
+        env.update({
+            "SPYCLOUD_API_URL": self.emulator.url,
+            "ALLOWED_JWKS_HOSTS": self.jwks.host,
+            "JWKS_URL_TEMPLATE": "http://{jwks_host}/.well-known/jwks",
+            "BIND": f"{self.url.removeprefix('http://')}",
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(self._env)
+        return env
+
+    def start(self, timeout: float = 20) -> Stack:
+        """Start all three and wait until the relay answers."""
+        self.emulator.start()
+        self.jwks.start()
+        self.process = subprocess.Popen(  # noqa: S603 (fixed argv)
+            [sys.executable, "-m", "gunicorn", "app:app"],
+            cwd=CODE,
+            env=self.relay_env(),
+            stdout=self._log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("the relay exited at start-up")
+            try:
+                requests.post(self.url + "/version", timeout=1)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("the relay did not answer in time")
+
+    def stop(self) -> None:
+        """Stop the relay (gracefully), then the JWKS server and emulator."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.jwks.stop()
+        self.emulator.stop()
+
+    def token(self, **claims: Any) -> str:
+        """Mint a configuration token for this relay (claims override)."""
+        base = {"key": self.api_key, "jwks_host": self.jwks.host,
+                "aud": self.url}
+        base.update(claims)
+        return self.kit.mint({k: v for k, v in base.items() if v is not None})
+
+    def worker_pids(self) -> list[int]:
+        """Return the pids of gunicorn's worker processes."""
+        assert self.process is not None
+        parent = str(self.process.pid)
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == parent:
+                pids.append(int(stat.parent.name))
+        return pids
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,24 @@
+"""Gunicorn settings for an I/O-bound relay: threads, timeouts, stdout logs."""
+
+import os
+
+bind = os.environ.get("BIND", "0.0.0.0:9090")
+# The relay mostly waits on SpyCloud: a few processes, many threads each.
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "16"))
+# Above the relay's own budget for SpyCloud, so a slow SpyCloud gives the
+# analyst an answer with an error rather than a killed worker.
+timeout = int(float(os.environ.get("RELAY_REQUEST_BUDGET", "25"))) + 15
+graceful_timeout = 10
+keepalive = 5
+# The relay writes its own access line (no headers, no query strings).
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# Bound request lines and headers; bodies are capped by the app (413).
+limit_request_line = 8190
+limit_request_fields = 100
+# No runtime control socket: nothing manages the relay that way, and a
+# container's user may have no home directory to put it in.
+control_socket_disable = True

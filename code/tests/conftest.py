@@ -101,3 +101,56 @@ def make_token(kit: TokenKit) -> Callable[..., str]:
 def auth(make_token: Callable[..., str], jwks) -> dict[str, str]:
     """Headers carrying a valid token (the JWKS is served once)."""
     return {"Authorization": f"Bearer {make_token()}"}
+
+
+# --- end to end: the real relay under gunicorn -------------------------------
+
+E2E_KEY = "e2e-Key-5f3c9a2d1e60-not-for-logs"
+E2E_ENV = {
+    "WEB_CONCURRENCY": "2",
+    "SPYCLOUD_READ_TIMEOUT": "2.5",
+    "SPYCLOUD_CONNECT_TIMEOUT": "1",
+    "RELAY_REQUEST_BUDGET": "6",
+    "SPYCLOUD_RETRY_WAIT": "0.01",
+    "SPYCLOUD_RETRY_WAIT_MAX": "0.05",
+}
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Emulator + JWKS server + the relay under gunicorn, for the session."""
+    from devtools.stack import Stack
+
+    log_path = tmp_path_factory.mktemp("relay") / "relay.log"
+    with log_path.open("w") as log, Stack(
+        api_key=E2E_KEY, env=E2E_ENV, log=log
+    ) as running:
+        running.log_path = log_path
+        running.tokens = []
+        running.emails = set()
+        yield running
+
+
+SECRET_FIELDS = ("password", "password_plaintext", "salt")
+
+
+def assert_log_clean(stack: Any) -> None:
+    """The relay's log must hold no API key, token or breach password."""
+    from devtools import emulator
+
+    log = stack.log_path.read_text()
+    assert stack.api_key not in log
+    assert not any(token in log for token in stack.tokens)
+    for email in stack.emails:
+        for record in emulator.records(email):
+            for field in SECRET_FIELDS:
+                if field in record:
+                    assert record[field] not in log, f"{field} of {email}"
+    assert "Traceback" not in log
+
+
+@pytest.fixture
+def clean_log(stack: Any) -> Iterator[None]:
+    """After each end-to-end test, scan the relay's log for secrets."""
+    yield
+    assert_log_clean(stack)

@@ -1,0 +1,204 @@
+"""The real relay under gunicorn, against the emulator, over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+
+from devtools import emulator
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean_log")]
+
+
+@pytest.fixture
+def post(stack) -> Callable[..., dict]:
+    def post(path: str, body: Any = None, **claims: Any) -> dict:
+        token = stack.token(**claims)
+        stack.tokens.append(token)
+        for observable in body or ():
+            stack.emails.add(observable["value"])
+        response = requests.post(
+            stack.url + path, json=body, timeout=30,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert response.status_code == 200
+        assert response.headers["Content-Type"] == "application/json"
+        return response.json()
+    return post
+
+
+def observe(post, *emails: str, **claims: Any) -> dict:
+    return post("/observe/observables",
+                [{"type": "email", "value": e} for e in emails], **claims)
+
+
+def docs(body: dict, kind: str = "sightings") -> list[dict]:
+    return body.get("data", {}).get(kind, {}).get("docs", [])
+
+
+def test_health_ok(post) -> None:
+    assert post("/health") == {"data": {"status": "ok"}}
+
+
+def test_health_with_a_wrong_key(post) -> None:
+    assert post("/health", key="wrong-key") == {"errors": [{
+        "type": "fatal", "code": "authorization error",
+        "message": "Authorization failed: Invalid API key",
+    }]}
+
+
+def test_version_and_watchdog(stack) -> None:
+    assert requests.post(stack.url + "/version", timeout=5).json() == {
+        "version": "1.0.0"
+    }
+    answer = requests.get(stack.url + "/watchdog", timeout=5,
+                          headers={"Health-Check": "ping"})
+    assert answer.json() == {"data": "ping"}
+
+
+def test_no_records(post) -> None:
+    assert observe(post, "nobody@demo.test") == {"data": {}}
+
+
+def test_handful_over_several_breaches(post) -> None:
+    body = observe(post, "jane.doe@demo.test")
+    assert "errors" not in body
+    assert {k: v["count"] for k, v in body["data"].items()} == {
+        "sightings": 6, "indicators": 4, "relationships": 6,
+    }
+    times = [s["observed_time"]["start_time"] for s in docs(body)]
+    assert times == sorted(times, reverse=True)
+    indicator_ids = {i["id"] for i in docs(body, "indicators")}
+    assert {r["target_ref"] for r in docs(body, "relationships")} == \
+        indicator_ids
+    assert {r["source_ref"] for r in docs(body, "relationships")} == \
+        {s["id"] for s in docs(body)}
+
+
+def test_150_records_cut_to_the_limit(post) -> None:
+    assert len(docs(observe(post, "heavy@demo.test"))) == 100
+    assert len(docs(observe(post, "heavy@demo.test",
+                            CTR_ENTITIES_LIMIT="150"))) == 150
+
+
+def test_2500_records_over_three_pages(stack, post) -> None:
+    requests.post(stack.emulator.url.replace("/enterprise-v2/",
+                                             "/_emulator/reset"), timeout=5)
+    body = observe(post, "huge@demo.test", CTR_ENTITIES_LIMIT=30)
+    assert stack.emulator.calls["breach/data/emails"] == 3
+    times = [s["observed_time"]["start_time"] for s in docs(body)]
+    assert len(times) == 30
+    newest = sorted((r["spycloud_publish_date"] for r in
+                     emulator.records("huge@demo.test")), reverse=True)[:30]
+    assert [t[:10] for t in times] == [t[:10] for t in newest]
+
+
+def test_combo_list_is_medium(post) -> None:
+    assert {s["severity"] for s in docs(observe(post, "combo@demo.test"))} \
+        == {"Medium"}
+
+
+def test_missing_catalog(post) -> None:
+    body = observe(post, "orphan@demo.test")
+    assert body["errors"] == [{
+        "type": "warning", "code": "not found",
+        "message": "SpyCloud did not return results for 4040",
+    }]
+    described = sorted(s["description"] for s in docs(body))
+    assert described[1] == "Present in breach"
+    assert len(docs(body, "indicators")) == 1
+
+
+def test_site_na(post) -> None:
+    body = observe(post, "nosite@demo.test")
+    assert all(s["relations"] == [] for s in docs(body))
+    assert docs(body, "indicators")[0]["external_references"] == [
+        docs(body, "indicators")[0]["external_references"][0]
+    ]
+    assert "n/a" not in str(docs(body, "indicators"))
+
+
+def test_list_and_masked_fields(post) -> None:
+    row = docs(observe(post, "lists@demo.test"))[0]["data"]
+    cells = dict(zip((c["name"] for c in row["columns"]), row["rows"][0]))
+    assert cells["ip_addresses"] == "203.0.113.5, 203.0.113.9"
+    masked = docs(observe(post, "masked@demo.test"))[0]["data"]
+    cells = dict(zip((c["name"] for c in masked["columns"]),
+                     masked["rows"][0]))
+    assert cells["full_name"] == cells["phone"] == "********"
+
+
+def test_severities(post) -> None:
+    body = observe(post, "severities@demo.test")
+    by_machine = sorted(s["severity"] for s in docs(body))
+    assert by_machine == ["High", "High", "High", "Low", "Medium"]
+
+
+FAULTS = [
+    ("throttle", "too many requests",
+     "Too many requests have been made to Spycloud. Please, try again later."),
+    ("quota", "too many requests",
+     "The SpyCloud API quota of this key is used up. Please, try again when"
+     " SpyCloud has renewed it."),
+    ("500", "internal error", "The Spycloud internal error."),
+    ("502", "unknown", "SpyCloud answered 502 Bad Gateway."),
+    ("504", "unknown", "SpyCloud answered 504 Gateway Timeout."),
+    ("badjson", "unknown",
+     "SpyCloud answered with a body that is not valid JSON."),
+    ("html", "unknown",
+     "SpyCloud answered with a body that is not valid JSON."),
+    ("drop", "unknown", "The relay could not connect to SpyCloud."),
+    ("hang", "unknown", "SpyCloud did not answer in time."),
+]
+
+
+@pytest.mark.parametrize(("fault", "code", "message"), FAULTS)
+def test_injected_fault(post, fault, code, message) -> None:
+    assert observe(post, f"fault-{fault}@demo.test") == {"errors": [{
+        "type": "fatal", "code": code, "message": message,
+    }]}
+
+
+def test_slow_answer_still_arrives(post) -> None:
+    assert "errors" not in observe(post, "fault-slow@demo.test")
+
+
+def test_transient_fault_is_retried(post) -> None:
+    body = observe(post, "once-502@demo.test")
+    assert "errors" not in body
+
+
+def test_fatal_error_on_one_email_keeps_the_others(post) -> None:
+    body = observe(post, "jane.doe@demo.test", "fault-500@demo.test",
+                   "severities@demo.test")
+    assert body["errors"] == [{
+        "type": "fatal", "code": "internal error",
+        "message": "The Spycloud internal error.",
+    }]
+    emails = [s["observables"][0]["value"] for s in docs(body)]
+    assert emails == ["jane.doe@demo.test"] * 6 + ["severities@demo.test"] * 5
+
+
+def test_concurrent_requests_keep_their_own_limits(post) -> None:
+    limits = [3, 7] * 10
+    with ThreadPoolExecutor(8) as pool:
+        counts = list(pool.map(
+            lambda n: len(docs(observe(post, "heavy@demo.test",
+                                       CTR_ENTITIES_LIMIT=n))),
+            limits,
+        ))
+    assert counts == limits
+
+
+def test_log_is_scanned(stack, post) -> None:
+    observe(post, "jane.doe@demo.test", "heavy@demo.test", "huge@demo.test")
+    log = stack.log_path.read_text()
+    assert "POST /observe/observables 200" in log
+    assert "spycloud_calls=" in log
+    passwords = [r["password"] for r in emulator.records("jane.doe@demo.test")
+                 if "password" in r]
+    assert passwords and "jane.doe@demo.test" in stack.emails

@@ -1,0 +1,23 @@
+# The SpyCloud relay for Cisco XDR, served by gunicorn on port 9090.
+# Stage 1 builds a virtualenv from the pinned requirements; stage 2 holds
+# only that virtualenv and the relay's runtime files (no tests, no devtools).
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+COPY code/requirements.txt /tmp/requirements.txt
+RUN /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+
+FROM python:3.11-slim
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+COPY code/app.py code/gunicorn.conf.py ./
+COPY code/relay ./relay
+USER 10001:10001
+EXPOSE 9090
+# Slim images have no curl; /watchdog needs no token and no SpyCloud call.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["python", "-c", "import urllib.request as u; u.urlopen(u.Request('http://127.0.0.1:9090/watchdog', headers={'Health-Check': 'docker'}), timeout=4)"]
+CMD ["gunicorn", "app:app"]

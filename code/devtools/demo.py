@@ -43,6 +43,8 @@ curl -s -X POST {stack.url}/observe/observables -H {auth} \\
 Demo emails and injected faults: see code/devtools/emulator.py.
 Press Ctrl-C to stop all three.
 """, flush=True)
+    # Set both explicitly: a shell may start a background job ignoring SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         signal.pause()

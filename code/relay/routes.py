@@ -93,6 +93,5 @@ def observe():
         query.emails,
         claims.entities_limit,
         _budget(),
-        settings.max_concurrency,
     )
     return jsonify(body(bundle.json(), [*query.warnings, *errors]))

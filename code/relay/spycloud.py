@@ -25,6 +25,7 @@ from requests.adapters import HTTPAdapter
 from .budget import Budget
 from .catalog_cache import CatalogCache, key_hash
 from .errors import AuthorizationError, RelayError, SpyCloudError, warning
+from .jsonio import loads
 from .records import (
     Catalog, PayloadError, Record, parse_catalog, parse_page, parse_record,
 )
@@ -102,15 +103,46 @@ class SpyCloudClient:
         self._session.headers.update(
             {"User-Agent": USER_AGENT, "Accept": "application/json"}
         )
+        # Proxy variables (HTTPS_PROXY, NO_PROXY) are read once here rather
+        # than scanned from the environment on every call.
+        self._session.proxies.update(
+            requests.utils.get_environ_proxies(self._base)
+        )
+        self._session.trust_env = False
         self._gates: LRUCache = LRUCache(maxsize=1024)
         self._gates_lock = threading.Lock()
         self._cache = CatalogCache(
             settings.catalog_cache_ttl, settings.catalog_cache_size
         )
+        # Threads for concurrent calls live as long as the client, so a
+        # request does not pay for starting them; the per-key gates, not
+        # the pool, bound what reaches SpyCloud.
+        self._pool = ThreadPoolExecutor(
+            4 * settings.max_concurrency, "spycloud"
+        )
 
     def ping(self, key: str, budget: Budget) -> None:
         """Make one authenticated call, as the health check does."""
         self._get(key, HEALTH_PATH, budget)
+
+    def breaches_many(
+        self, key: str, emails: Sequence[str], budget: Budget
+    ) -> list[Breaches | RelayError]:
+        """Read the records of several emails concurrently, in order."""
+        return list(self._pool.map(
+            lambda email: self._breaches_or_error(key, email, budget), emails
+        ))
+
+    def _breaches_or_error(
+        self, key: str, email: str, budget: Budget
+    ) -> Breaches | RelayError:
+        try:
+            return self.breaches(key, email, budget)
+        except RelayError as error:
+            return error
+        except Exception:  # a bug must not lose the other emails' answers
+            log.exception("unexpected failure while reading breaches")
+            return RelayError("An unexpected error occurred.")
 
     def breaches(self, key: str, email: str, budget: Budget) -> Breaches:
         """Read every page of an email's breach records, up to the page cap."""
@@ -160,13 +192,9 @@ class SpyCloudClient:
         batches = [
             todo[i:i + CATALOG_BATCH] for i in range(0, len(todo), CATALOG_BATCH)
         ]
-        if not batches:
-            return result
-        workers = min(len(batches), self._settings.max_concurrency)
-        with ThreadPoolExecutor(workers, "catalogs") as pool:
-            answers = list(pool.map(
-                lambda batch: self._catalog_batch(key, batch, budget), batches
-            ))
+        answers = self._pool.map(
+            lambda batch: self._catalog_batch(key, batch, budget), batches
+        )
         for batch, answer in zip(batches, answers):
             if isinstance(answer, RelayError):
                 result.errors.append(answer)
@@ -300,7 +328,7 @@ def _answer(response: requests.Response) -> Any:
     status = response.status_code
     if status == 200:
         try:
-            return response.json()
+            return loads(response.content)
         except ValueError:
             raise SpyCloudError(NOT_JSON) from None
     if status == 400:

@@ -16,6 +16,7 @@ from . import routes
 from .auth import JwksCache
 from .envelope import body
 from .errors import RelayError
+from .jsonio import OrjsonProvider
 from .settings import Settings
 from .spycloud import SpyCloudClient
 from .version import VERSION
@@ -37,8 +38,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     _configure_logging(settings.log_level)
     app = Flask(__name__)
+    app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False
     if settings.trust_proxy_headers:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)
     app.extensions["relay"] = Relay(

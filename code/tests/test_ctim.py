@@ -145,6 +145,13 @@ def test_data_table_keeps_order_and_joins_lists() -> None:
     }
 
 
+def test_transient_id_is_a_uuid5() -> None:
+    import uuid
+    expected = uuid.uuid5(ctim.ID_NAMESPACE, "a@b.co\x1fdoc-1")
+    assert ctim.transient_id("sighting", "a@b.co", "doc-1") == \
+        f"transient:sighting-{expected}"
+
+
 def test_sighting_id_is_stable_and_depends_on_email_and_document() -> None:
     first = ctim.sighting(EMAIL, record(), None)["id"]
     assert ctim.sighting(EMAIL, record(), None)["id"] == first

@@ -30,6 +30,39 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class EmulatorProcess:
+    """The emulator in a process of its own, for measurements that must not
+    share a GIL with the load generator; counts are read over HTTP."""
+
+    def __init__(self, host: str, port: int, api_key: str,
+                 latency_ms: float, fault_rate: float) -> None:
+        self.port = port or free_port()
+        self.url = f"http://{host}:{self.port}/enterprise-v2/"
+        self._argv = [
+            sys.executable, "-m", "devtools.emulator", "--host", host,
+            "--port", str(self.port), "--api-key", api_key,
+            "--latency-ms", str(latency_ms), "--fault-rate", str(fault_rate),
+        ]
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> EmulatorProcess:
+        self._process = subprocess.Popen(  # noqa: S603 (fixed argv)
+            self._argv, cwd=CODE, stdout=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                requests.get(self.url.replace("/enterprise-v2/",
+                                              "/_emulator/stats"), timeout=1)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("the emulator did not start")
+
+    def stop(self) -> None:
+        if self._process:
+            self._process.terminate()
+            self._process.wait(10)
+
+
 class Stack:
     """Start the emulator and JWKS server in-process, the relay as gunicorn."""
 
@@ -46,11 +79,13 @@ class Stack:
         kit: TokenKit | None = None,
         emulator_port: int = 0,
         jwks_port: int = 0,
+        emulator_process: bool = False,
     ) -> None:
         self.api_key = api_key
         self.kit = kit or TokenKit()
-        self.emulator = Emulator(host, emulator_port, api_key, latency_ms,
-                                 fault_rate)
+        kind = EmulatorProcess if emulator_process else Emulator
+        self.emulator = kind(host, emulator_port, api_key, latency_ms,
+                             fault_rate)
         self.jwks = JwksServer([self.kit], host, jwks_port)
         self.port = port or free_port()
         self.url = f"http://{host}:{self.port}"

@@ -1,0 +1,263 @@
+"""`make bench`: the relay under gunicorn against the emulator, measured.
+
+Every SpyCloud call costs `--latency-ms` (default 50). Per scenario it
+prints the median wall time over `--repeat` runs, the floor (SpyCloud round
+trips × latency), their ratio, the SpyCloud calls made, and the relay
+worker's peak memory; beside it, the same work done the way the original
+relay did it: one call at a time, first page only, one catalog call per
+record, 0.25 s apart. Then a load run: many requests from concurrent
+clients, with throughput, p50, p99 and errors.
+
+    cd code && python -m devtools.bench [--latency-ms 50] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from .stack import Stack
+
+ORIGINAL_SPACING = 0.25  # seconds the original relay kept between calls
+ORIGINAL_LIMIT = 100
+
+
+@dataclass
+class Row:
+    name: str
+    round_trips: int
+    seconds: float
+    calls: int
+    peak_mb: float
+    original_seconds: float | None = None
+    original_calls: int | None = None
+
+
+def emails(kind: str, run: int) -> list[str]:
+    """Return the emails of one run of a scenario (fresh breach sets)."""
+    group = 10 + run
+    if kind == "cold":
+        return [f"n20.b10.s{group}.u0@bench.test"]
+    if kind == "warm":
+        return [f"n20.b10.s{group}.u1@bench.test"]
+    if kind == "batch":
+        return [f"n20.b10.s{group}.u{u}@bench.test" for u in range(2, 12)]
+    return [f"n2500.b5.s{group + 50}.u0@bench.test"]
+
+
+class Bench:
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.session = requests.Session()
+        self.token = stack.token()
+        self.stats_url = stack.emulator.url.replace("/enterprise-v2/",
+                                                    "/_emulator/")
+
+    def observe(self, values: Sequence[str]) -> dict:
+        return json.loads(self.fetch(values))
+
+    def fetch(self, values: Sequence[str]) -> bytes:
+        """POST an observe request; return the body, undecoded."""
+        response = self.session.post(
+            self.stack.url + "/observe/observables",
+            json=[{"type": "email", "value": v} for v in values],
+            headers={"Authorization": f"Bearer {self.token}"}, timeout=60,
+        )
+        response.raise_for_status()
+        return response.content
+
+    def calls(self) -> int:
+        return self.session.get(self.stats_url + "stats",
+                                timeout=5).json()["calls"].get("total", 0)
+
+    def reset(self) -> None:
+        self.session.post(self.stats_url + "reset", timeout=5)
+
+    def peak_mb(self) -> float:
+        peaks = []
+        for pid in self.stack.worker_pids():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) / 1024)
+        return max(peaks, default=0.0)
+
+    def timed(self, values: Sequence[str]) -> tuple[float, int]:
+        # SpyCloud's answers exist before it is asked: have the emulator build
+        # its pages first, so the timing is the relay's and the latency's.
+        for email in values:
+            self.session.get(self.stack.emulator.url
+                             + f"breach/data/emails/{email}", timeout=30,
+                             headers={"X-API-Key": self.stack.api_key})
+        self.reset()
+        started = time.perf_counter()
+        raw = self.fetch(values)
+        elapsed = time.perf_counter() - started
+        body = json.loads(raw)
+        if any(e["type"] == "fatal" for e in body.get("errors", ())):
+            raise RuntimeError(f"relay error: {body['errors']}")
+        return elapsed, self.calls()
+
+    def original(self, values: Sequence[str]) -> tuple[float, int]:
+        """Do the work as the original relay did: one call at a time, first
+        page only, one catalog call per record, calls 0.25 s apart."""
+        api = self.stack.emulator.url
+        headers = {"X-API-Key": self.stack.api_key}
+        calls = 0
+        next_call = started = time.perf_counter()
+
+        def call(path: str) -> requests.Response:
+            nonlocal calls, next_call
+            time.sleep(max(0.0, next_call - time.perf_counter()))
+            next_call = time.perf_counter() + ORIGINAL_SPACING
+            calls += 1
+            return requests.get(api + path, headers=headers, timeout=30)
+
+        for email in values:
+            records = call(f"breach/data/emails/{email}").json()["results"]
+            newest = sorted(records, reverse=True,
+                            key=lambda r: r["spycloud_publish_date"])
+            for record in newest[:ORIGINAL_LIMIT]:
+                call(f"breach/catalog/{record['source_id']}")
+        return time.perf_counter() - started, calls
+
+
+def scenario(bench: Bench, name: str, round_trips: int, repeat: int,
+             original: bool) -> Row:
+    times, calls = [], []
+    for run in range(repeat):
+        if name == "warm":  # the breaches become known through another email
+            bench.observe(emails("cold", run + 100))
+            bench.observe([e.replace(".u1@", ".u0@")
+                           for e in emails("warm", run + 100)])
+            values = emails("warm", run + 100)
+        elif name == "batch":
+            bench.observe(emails("cold", run + 200))
+            values = emails("batch", run + 200)
+        else:
+            values = emails(name, run + (300 if name == "big" else 0))
+        elapsed, made = bench.timed(values)
+        times.append(elapsed)
+        calls.append(made)
+    row = Row(name, round_trips, statistics.median(times),
+              int(statistics.median(calls)), bench.peak_mb())
+    if original:
+        values = emails(name, 900) if name != "batch" else emails("batch", 900)
+        row.original_seconds, row.original_calls = bench.original(values)
+    return row
+
+
+def bare(bench: Bench, concurrent: int, repeat: int) -> float:
+    """Time *concurrent* direct record calls to the emulator (no relay):
+    the floor as this emulator and HTTP client can actually reach it."""
+    api, headers = bench.stack.emulator.url, {"X-API-Key": bench.stack.api_key}
+    values = [f"n20.b10.s9.u{u}@bench.test" for u in range(concurrent)]
+
+    def get(email: str) -> None:
+        bench.session.get(api + f"breach/data/emails/{email}",
+                          headers=headers, timeout=30).content
+
+    times = []
+    with ThreadPoolExecutor(concurrent) as pool:
+        for _ in range(repeat + 1):
+            started = time.perf_counter()
+            list(pool.map(get, values))
+            times.append(time.perf_counter() - started)
+    return statistics.median(times[1:])
+
+
+def load(bench: Bench, requests_: int, clients: int) -> dict[str, float]:
+    """Send many observe requests from concurrent clients."""
+    def one(n: int) -> tuple[float, bool]:
+        started = time.perf_counter()
+        try:
+            body = bench.observe([f"n20.b10.s10.u{n + 20}@bench.test"])
+            ok = not body.get("errors")
+        except requests.RequestException:
+            ok = False
+        return time.perf_counter() - started, ok
+
+    bench.observe(emails("cold", 0))  # breaches of set 10 known
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        results = list(pool.map(one, range(requests_)))
+    wall = time.perf_counter() - started
+    latencies = sorted(t for t, _ in results)
+    return {
+        "requests": requests_, "clients": clients,
+        "throughput": requests_ / wall,
+        "p50": latencies[len(latencies) // 2],
+        "p99": latencies[min(len(latencies) - 1,
+                             int(len(latencies) * 0.99))],
+        "errors": sum(1 for _, ok in results if not ok),
+    }
+
+
+def report(rows: Sequence[Row], latency: float,
+           print_: Callable[[str], None] = print) -> None:
+    print_(f"SpyCloud latency {latency * 1000:.0f} ms per call")
+    print_("| scenario | seconds | floor | ratio | calls | peak MB "
+           "| original seconds | original ratio | original calls |")
+    print_("|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        floor = row.round_trips * latency
+        original = ("| - | - | - |" if row.original_seconds is None else
+                    f"| {row.original_seconds:.2f} | "
+                    f"{row.original_seconds / floor:.0f} | "
+                    f"{row.original_calls} |")
+        print_(f"| {row.name} | {row.seconds:.3f} | {floor:.3f} | "
+               f"{row.seconds / floor:.2f} | {row.calls} | "
+               f"{row.peak_mb:.0f} {original}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="make bench")
+    parser.add_argument("--latency-ms", type=float, default=50)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--max-concurrency", type=int, default=10,
+                        help="SPYCLOUD_MAX_CONCURRENCY of the relay (10 lets"
+                        " a 10-email batch go out in one round trip)")
+    parser.add_argument("--no-original", action="store_true",
+                        help="skip the original-style sequential runs")
+    parser.add_argument("--load-requests", type=int, default=200)
+    parser.add_argument("--load-clients", type=int, default=16)
+    args = parser.parse_args(argv)
+    env = {"WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "32",
+           "SPYCLOUD_MAX_CONCURRENCY": str(args.max_concurrency),
+           "LOG_LEVEL": "WARNING"}
+    with Stack(latency_ms=args.latency_ms, env=env,
+               emulator_process=True) as stack:
+        bench = Bench(stack)
+        bench.session.post(stack.url + "/health", timeout=10, headers={
+            "Authorization": f"Bearer {bench.token}"})
+        rows = [
+            scenario(bench, name, trips, args.repeat, not args.no_original)
+            for name, trips in (("cold", 2), ("warm", 1), ("batch", 1),
+                                ("big", 4))
+        ]
+        figures = load(bench, args.load_requests, args.load_clients)
+        single = bare(bench, 1, args.repeat)
+        tenfold = bare(bench, 10, args.repeat)
+        fetches = stack.jwks.fetches
+    print(f"relay: 1 gunicorn worker, {env['GUNICORN_THREADS']} threads,"
+          f" SPYCLOUD_MAX_CONCURRENCY={args.max_concurrency},"
+          f" median of {args.repeat} runs")
+    print(f"direct calls to the emulator, no relay: 1 call {single:.3f} s,"
+          f" 10 concurrent calls {tenfold:.3f} s")
+    report(rows, args.latency_ms / 1000)
+    print(f"load: {figures['requests']} requests from {figures['clients']}"
+          f" clients: {figures['throughput']:.0f} req/s,"
+          f" p50 {figures['p50'] * 1000:.0f} ms,"
+          f" p99 {figures['p99'] * 1000:.0f} ms, errors {figures['errors']}")
+    print(f"JWKS fetches over the whole run: {fetches} (1 worker)")
+
+
+if __name__ == "__main__":
+    main()

@@ -68,6 +68,9 @@ class Settings:
             jwt_audience=reader.text("JWT_AUDIENCE", "") or None,
             trust_proxy_headers=reader.flag("TRUST_PROXY_HEADERS"),
             jwks_cache_ttl=reader.number("JWKS_CACHE_TTL", 600.0),
+            jwks_refresh_interval=reader.number(
+                "JWKS_REFRESH_INTERVAL", 30.0
+            ),
             connect_timeout=reader.number("SPYCLOUD_CONNECT_TIMEOUT", 3.05),
             read_timeout=reader.number("SPYCLOUD_READ_TIMEOUT", 10.0),
             request_budget=reader.number("RELAY_REQUEST_BUDGET", 25.0),

@@ -245,16 +245,10 @@ class SpyCloudClient:
         settings = self._settings
 
         def backoff(exc: Exception) -> bool | float:
-            if not isinstance(exc, _Transient):
-                return False
-            wait = exc.retry_after
-            if wait is not None:
-                wait = min(wait, RETRY_AFTER_MAX)
-            # Never sleep past the budget: better to report the failure.
-            if budget.remaining() <= (wait or settings.retry_wait_max) + 0.1:
-                return False
-            return True if wait is None else wait
+            return retry_wait(exc, budget.remaining(), settings.retry_wait_max)
 
+        if budget.remaining() <= 0:
+            raise SpyCloudError(OUT_OF_TIME.format(seconds=budget.seconds))
         try:
             for attempt in stamina.retry_context(
                 on=backoff,
@@ -321,6 +315,22 @@ class SpyCloudClient:
             ) from exc
         finally:
             gate.release()
+
+
+def retry_wait(
+    exc: Exception, remaining: float, wait_max: float
+) -> bool | float:
+    """Decide a retry: False (give up), True (exponential backoff) or the
+    seconds SpyCloud asked for in `Retry-After`, clamped."""
+    if not isinstance(exc, _Transient):
+        return False
+    wait = exc.retry_after
+    if wait is not None:
+        wait = min(wait, RETRY_AFTER_MAX)
+    # Never sleep past the budget: better to report the failure in time.
+    if remaining <= (wait if wait is not None else wait_max) + 0.1:
+        return False
+    return True if wait is None else wait
 
 
 def _answer(response: requests.Response) -> Any:

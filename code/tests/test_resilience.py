@@ -1,0 +1,142 @@
+"""Retries, Retry-After, the time budget and key rotation, HTTP in and out."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from devtools.tokenkit import TokenKit
+from relay import create_app
+from relay.budget import Budget
+from relay.errors import SpyCloudError
+from relay.settings import Settings
+from relay.spycloud import RETRY_AFTER_MAX, _Transient, retry_wait
+
+from .conftest import API, API_KEY, AUDIENCE, JWKS_HOST, JWKS_URL
+
+EMAIL = "jane@example.com"
+RECORDS = API + "breach/data/emails/" + EMAIL
+
+
+def transient(retry_after: float | None = None) -> _Transient:
+    return _Transient(SpyCloudError("x"), retry_after)
+
+
+@pytest.mark.parametrize(("exc", "remaining", "decision"), [
+    (transient(), 20.0, True),
+    (transient(2.0), 20.0, 2.0),
+    (transient(0.0), 20.0, 0.0),
+    (transient(3600.0), 20.0, RETRY_AFTER_MAX),
+    (transient(5.0), 4.0, False),
+    (transient(), 1.0, False),
+    (SpyCloudError("quota"), 20.0, False),
+    (ValueError("bug"), 20.0, False),
+])
+def test_retry_wait(exc, remaining, decision) -> None:
+    assert retry_wait(exc, remaining, wait_max=2.0) == decision
+
+
+@pytest.mark.parametrize("header", [
+    "0", "1.5", "Wed, 21 Oct 2026 07:28:00 GMT", "-3", "30",
+])
+def test_retry_after_header_forms_are_retried(client, mocked, auth,
+                                              header) -> None:
+    mocked.get(RECORDS, status=429, headers={"Retry-After": header})
+    mocked.get(RECORDS, json={"cursor": "", "hits": 0, "results": []})
+    assert client.post("/observe/observables", headers=auth, json=[
+        {"type": "email", "value": EMAIL}
+    ]).json == {"data": {}}
+
+
+def test_quota_is_never_retried(client, mocked, auth) -> None:
+    mocked.get(RECORDS, status=429,
+               headers={"x-amzn-ErrorType": "LimitExceededException:x"})
+    body = client.post("/observe/observables", headers=auth, json=[
+        {"type": "email", "value": EMAIL}
+    ]).json
+    assert body["errors"][0]["code"] == "too many requests"
+    assert len([c for c in mocked.calls if EMAIL in c.request.url]) == 1
+
+
+def test_spent_budget_makes_no_call(app, mocked) -> None:
+    client = app.extensions["relay"].client
+    budget = Budget(5, clock=iter([0.0, 10.0, 10.0, 10.0, 10.0]).__next__)
+    with pytest.raises(SpyCloudError) as raised:
+        client.breaches(API_KEY, EMAIL, budget)
+    assert raised.value.message == (
+        "The relay's time budget of 5 s ran out before SpyCloud answered."
+    )
+    assert len(mocked.calls) == 0
+
+
+def test_timeouts_never_exceed_the_budget(app, mocked) -> None:
+    seen = []
+
+    def record(request):
+        seen.append(request.req_kwargs["timeout"])
+        return 200, {}, '{"cursor": "", "results": []}'
+
+    mocked.add_callback("GET", RECORDS, record)
+    client = app.extensions["relay"].client
+    client.breaches(API_KEY, EMAIL, Budget(1.5))
+    connect, read = seen[0]
+    assert connect <= 1.5 and read <= 1.5
+
+
+def test_budget_expiry_mid_request_keeps_what_was_obtained(
+        app, client, mocked, auth) -> None:
+    mocked.get(API + "breach/data/emails/a@example.com",
+               json={"cursor": "", "results": [{
+                   "document_id": "d1", "source_id": 7,
+                   "spycloud_publish_date": "2020-01-01T00:00:00Z"}]})
+    mocked.get(API + "breach/data/emails/b@example.com",
+               body=requests.exceptions.ReadTimeout())
+    mocked.get(API + "breach/catalog/7", body=requests.exceptions.ReadTimeout())
+    body = client.post("/observe/observables", headers=auth, json=[
+        {"type": "email", "value": "a@example.com"},
+        {"type": "email", "value": "b@example.com"},
+    ]).json
+    assert body["data"]["sightings"]["count"] == 1
+    assert {e["message"] for e in body["errors"]} == {
+        "SpyCloud did not answer in time."
+    }
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_unknown_kid_one_refresh_then_error(mocked, kit) -> None:
+    clock = Clock()
+    app = create_app(Settings(
+        spycloud_api_url=API, allowed_jwks_hosts=frozenset({JWKS_HOST}),
+        jwks_url_template="http://{jwks_host}/.well-known/jwks",
+    ))
+    app.extensions["relay"].jwks._clock = clock
+    client = app.extensions["relay"]
+    http = app.test_client()
+    claims = {"key": API_KEY, "jwks_host": JWKS_HOST, "aud": AUDIENCE}
+    fetches = mocked.get(JWKS_URL, json=kit.jwks())
+    mocked.get(API + "watchlist/example.org",
+               json={"cursor": "", "hits": 0, "results": []})
+    good = f"Bearer {kit.mint(claims)}"
+    assert http.post("/health", headers={"Authorization": good}).json == {
+        "data": {"status": "ok"}
+    }
+    clock.now += 120  # past the refresh interval, within the cache's life
+    stranger = TokenKit(kit.private_key, kid="rotated-away")
+    bad = f"Bearer {stranger.mint(claims)}"
+    for _ in range(3):
+        assert http.post("/health", headers={"Authorization": bad}).json == {
+            "errors": [{
+                "type": "fatal", "code": "authorization error",
+                "message": "Authorization failed: kid from JWT header not"
+                " found in API response",
+            }]
+        }
+    assert fetches.call_count == 2  # the first fetch and exactly one refresh
+    assert client.jwks.fetches == 2

@@ -347,6 +347,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.emulator.latency:
             time.sleep(self.emulator.latency)
         if fault and self._inject(fault):
+            self.emulator.count("fault " + fault)
             return
         query = parse_qs(url.query)
         if kind == "breach/data/emails":

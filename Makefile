@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(CURDIR)/$(VENV)/bin
 
-.PHONY: test demo bench load venv clean
+.PHONY: test demo bench load audit venv clean
 
 venv: $(VENV)/.installed
 
@@ -22,6 +22,12 @@ demo: venv
 
 bench: venv
 	cd code && $(BIN)/python -m devtools.bench
+
+load: venv
+	cd code && $(BIN)/python -m devtools.loadcheck
+
+audit: venv
+	$(BIN)/bandit -q -r code/relay
 
 clean:
 	rm -rf $(VENV) code/.coverage code/.pytest_cache

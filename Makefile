@@ -21,7 +21,7 @@ demo: venv
 	cd code && $(BIN)/python -m devtools.demo
 
 bench: venv
-	cd code && $(BIN)/python -m devtools.bench
+	cd code && $(BIN)/python -m devtools.bench $(BENCH_ARGS)
 
 load: venv
 	cd code && $(BIN)/python -m devtools.loadcheck

@@ -96,8 +96,13 @@ class SpyCloudClient:
         self._base = settings.spycloud_api_url
         self._timeout = (settings.connect_timeout, settings.read_timeout)
         self._session = session or requests.Session()
-        pool = max(10, settings.max_concurrency)
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool)
+        # Threads for concurrent calls live as long as the client, so a
+        # request does not pay for starting them; the per-key gates, not
+        # the pool, bound what reaches SpyCloud. Each thread can keep one
+        # connection alive.
+        workers = 4 * settings.max_concurrency
+        self._pool = ThreadPoolExecutor(workers, "spycloud")
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=workers)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         self._session.headers.update(
@@ -113,12 +118,6 @@ class SpyCloudClient:
         self._gates_lock = threading.Lock()
         self._cache = CatalogCache(
             settings.catalog_cache_ttl, settings.catalog_cache_size
-        )
-        # Threads for concurrent calls live as long as the client, so a
-        # request does not pay for starting them; the per-key gates, not
-        # the pool, bound what reaches SpyCloud.
-        self._pool = ThreadPoolExecutor(
-            4 * settings.max_concurrency, "spycloud"
         )
 
     def ping(self, key: str, budget: Budget) -> None:
@@ -156,7 +155,7 @@ class SpyCloudClient:
                 key, path, budget, {"cursor": cursor} if cursor else None
             )
             if payload is None:  # 400: an identifier SpyCloud won't search
-                return Breaches()
+                break
             page = self._page(payload)
             for raw in page.results:
                 try:

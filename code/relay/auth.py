@@ -17,6 +17,7 @@ from typing import Any
 import jwt
 import requests
 
+from .budget import Budget
 from .ctim import entities_limit
 from .errors import AuthorizationError
 
@@ -83,17 +84,19 @@ class JwksCache:
         self._guard = threading.Lock()
         self.fetches = 0
 
-    def key(self, host: str, kid: str | None) -> jwt.PyJWK:
+    def key(
+        self, host: str, kid: str | None, budget: Budget | None = None
+    ) -> jwt.PyJWK:
         """Return the key *kid* of *host*, refreshing once if it is unknown."""
         with self._lock(host):
             entry = self._entries.get(host)
             now = self._clock()
             if entry is None or now - entry.fetched_at >= self._ttl:
-                entry = self._fetch(host)
+                entry = self._fetch(host, budget)
             elif kid not in entry.keys and (
                 now - entry.fetched_at >= self._refresh_interval
             ):
-                entry = self._fetch(host)
+                entry = self._fetch(host, budget)
         if kid is None or kid not in entry.keys:
             raise AuthorizationError(KID_NOT_FOUND)
         return entry.keys[kid]
@@ -102,12 +105,15 @@ class JwksCache:
         with self._guard:
             return self._locks.setdefault(host, threading.Lock())
 
-    def _fetch(self, host: str) -> _Keys:
+    def _fetch(self, host: str, budget: Budget | None) -> _Keys:
         url = self._url_template.format(jwks_host=host)
+        left = budget.remaining() if budget else max(self.TIMEOUT)
         self.fetches += 1
         try:
             response = self._session.get(
-                url, timeout=self.TIMEOUT, allow_redirects=False
+                url,
+                timeout=tuple(min(t, left) for t in self.TIMEOUT),
+                allow_redirects=False,
             )
             response.raise_for_status()
             keys = jwt.PyJWKSet.from_dict(response.json()).keys
@@ -126,6 +132,7 @@ def authorize(
     audience: str,
     allowed_hosts: frozenset[str],
     jwks: JwksCache,
+    budget: Budget | None = None,
 ) -> Claims:
     """Verify the configuration token and return its claims."""
     token = _bearer(authorization)
@@ -142,7 +149,7 @@ def authorize(
         raise AuthorizationError(WRONG_JWKS_HOST)
     if header.get("alg") not in ALGORITHMS:
         raise AuthorizationError(WRONG_KEY)
-    key = jwks.key(host, header.get("kid"))
+    key = jwks.key(host, header.get("kid"), budget)
     claims = _verify(token, key, audience)
     return Claims(
         key=_api_key(claims),

@@ -27,11 +27,12 @@ def _settings() -> Settings:
 
 
 def _budget() -> Budget:
+    """Start the request's time budget; it covers the JWKS fetch too."""
     g.budget = Budget(_settings().request_budget)
     return g.budget
 
 
-def _claims() -> Claims:
+def _claims(budget: Budget) -> Claims:
     relay = current_app.extensions["relay"]
     settings = relay.settings
     audience = settings.jwt_audience or request.url_root.rstrip("/")
@@ -40,6 +41,7 @@ def _claims() -> Claims:
         audience,
         settings.allowed_jwks_hosts,
         relay.jwks,
+        budget,
     )
 
 
@@ -72,8 +74,9 @@ def watchdog():
 @bp.post("/health")
 def health():
     """Make one authenticated SpyCloud call with the token's key."""
-    claims = _claims()
-    current_app.extensions["relay"].client.ping(claims.key, _budget())
+    budget = _budget()
+    claims = _claims(budget)
+    current_app.extensions["relay"].client.ping(claims.key, budget)
     return jsonify(body({"status": "ok"}))
 
 
@@ -86,12 +89,13 @@ def observe():
     query = observables.emails(loaded, settings.max_emails_per_request)
     if not query.emails:
         return jsonify(body({}, query.warnings))
-    claims = _claims()
+    budget = _budget()
+    claims = _claims(budget)
     bundle, errors = lookup.observe(
         current_app.extensions["relay"].client,
         claims.key,
         query.emails,
         claims.entities_limit,
-        _budget(),
+        budget,
     )
     return jsonify(body(bundle.json(), [*query.warnings, *errors]))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
+import threading
 import time
 from collections.abc import Callable
 
@@ -16,7 +16,7 @@ class Budget:
         self.seconds = seconds
         self._clock = clock
         self._deadline = clock() + seconds
-        self._calls = itertools.count()
+        self._lock = threading.Lock()
         self.calls = 0
 
     def remaining(self) -> float:
@@ -24,5 +24,6 @@ class Budget:
         return max(0.0, self._deadline - self._clock())
 
     def count_call(self) -> None:
-        """Record one call made to SpyCloud (thread-safe under the GIL)."""
-        self.calls = next(self._calls) + 1
+        """Record one call made to SpyCloud, from any of the request's threads."""
+        with self._lock:
+            self.calls += 1

@@ -23,17 +23,11 @@ class Bundle:
             if docs:
                 self._docs.setdefault(kind, []).extend(docs)
 
-    def count(self, kind: str) -> int:
-        """Return how many documents of *kind* the bundle holds."""
-        return len(self._docs.get(kind, ()))
-
     def json(self) -> dict[str, Any]:
         """Return the non-empty kinds in a fixed order."""
-        order = [k for k in KINDS if k in self._docs]
-        order += sorted(k for k in self._docs if k not in KINDS)
         return {
             kind: {"count": len(self._docs[kind]), "docs": self._docs[kind]}
-            for kind in order
+            for kind in KINDS if kind in self._docs
         }
 
 

@@ -37,16 +37,13 @@ def observe(
         found[email] = ctim.newest(answer.records, limit)
 
     ids = [r.source_id for records in found.values() for r in records]
-    catalogs = client.catalogs(key, ids, budget) if ids else None
+    catalogs = client.catalogs(key, ids, budget)
+    errors.extend(catalogs.errors)
+    errors.extend(
+        warning("not found", f"SpyCloud did not return results for {i}")
+        for i in catalogs.missing
+    )
     bundle = Bundle()
-    if catalogs is not None:
-        errors.extend(catalogs.errors)
-        errors.extend(
-            warning("not found", f"SpyCloud did not return results for {i}")
-            for i in catalogs.missing
-        )
     for email, records in found.items():
-        bundle.add(ctim.observe(
-            email, records, catalogs.found if catalogs else {}
-        ))
+        bundle.add(ctim.observe(email, records, catalogs.found))
     return bundle, errors

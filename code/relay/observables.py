@@ -19,8 +19,8 @@ MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit
 # Unicode letters). Anything else is never sent to SpyCloud.
 EMAIL = re.compile(
     r"[^\s@\x00-\x1f\x7f]{1,64}@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+"
-    r"[^\W\d_]{2,63}",
-    re.UNICODE,
+    r"(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{1,59})",
+    re.UNICODE | re.IGNORECASE,
 )
 
 

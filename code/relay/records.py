@@ -155,7 +155,7 @@ def _is_int(value: Any) -> bool:
 def _as_int(value: Any) -> int | None:
     if _is_int(value):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdecimal():
         return int(value.strip())
     return None
 

@@ -41,7 +41,6 @@ class Settings:
     catalog_cache_ttl: float = 3600.0
     catalog_cache_size: int = 10_000
     max_emails_per_request: int = 100
-    max_value_length: int = 320
     max_body_bytes: int = 1_048_576
     log_level: str = "INFO"
 

@@ -113,6 +113,20 @@ def test_implausible_emails_are_not_sent(client, mocked, value) -> None:
     assert len(mocked.calls) == 0
 
 
+@pytest.mark.parametrize("value", [
+    "jane@example.com", "J.Doe+tag@Sub.Example.CO.UK", "o'brien@example.ie",
+    "a/b?c#d%e@example.com", "пользователь@пример.рф", "x@example.xn--p1ai",
+])
+def test_plausible_emails_are_looked_up(client, mocked, auth, value) -> None:
+    from urllib.parse import quote
+    mocked.get("http://spycloud.test/enterprise-v2/breach/data/emails/"
+               + quote(value.lower(), safe="@"),
+               json={"cursor": "", "hits": 0, "results": []})
+    response = client.post("/observe/observables", headers=auth,
+                           json=[{"type": "email", "value": value}])
+    assert response.json == {"data": {}}
+
+
 def test_unexpected_exception_becomes_envelope(
         client, auth, monkeypatch, caplog) -> None:
     def boom(*args: Any, **kwargs: Any) -> None:

@@ -56,9 +56,11 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from .loopback import LoopbackServer
 
 PREFIX = "/enterprise-v2/"
 PAGE_SIZE = 1000
@@ -245,7 +247,7 @@ def _offset(email: str, cursor: str) -> int | None:
 
 # --- the server ------------------------------------------------------------
 
-class Emulator:
+class Emulator(LoopbackServer):
     """The emulator's state: its key, injected behaviour and call counts."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0,
@@ -259,28 +261,19 @@ class Emulator:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._once: set[str] = set()
-        handler = type("Handler", (_Handler,), {"emulator": self})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self.httpd.serve_forever,
-                                        daemon=True)
+        super().__init__(
+            type("Handler", (_Handler,), {"emulator": self}), host, port
+        )
 
     @property
     def url(self) -> str:
         """Return the base URL the relay's SPYCLOUD_API_URL should hold."""
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}{PREFIX}"
-
-    def start(self) -> Emulator:
-        """Serve in a background thread."""
-        self._thread.start()
-        return self
+        return f"http://{self.address}{PREFIX}"
 
     def stop(self) -> None:
         """Stop serving; hanging answers end at once."""
         self._stop.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().stop()
 
     def count(self, kind: str) -> None:
         with self._lock:
@@ -451,12 +444,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     emulator = Emulator(args.host, args.port, args.api_key, args.latency_ms,
                         args.fault_rate, args.seed)
     print(f"SpyCloud emulator at {emulator.url}", flush=True)
-    try:
-        emulator.httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emulator.httpd.server_close()
+    emulator.serve()
 
 
 if __name__ == "__main__":

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from .loopback import LoopbackServer
 
 JWKS_PATH = "/.well-known/jwks"
 
@@ -95,7 +96,7 @@ class TokenKit:
         )
 
 
-class JwksServer:
+class JwksServer(LoopbackServer):
     """Serves one or more kits' JWKS at `/.well-known/jwks` on loopback."""
 
     def __init__(
@@ -122,27 +123,12 @@ class JwksServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, daemon=True
-        )
+        super().__init__(Handler, host, port)
 
     @property
     def host(self) -> str:
         """Return `host:port`, the value of a token's `jwks_host` claim."""
-        host, port = self._httpd.server_address[:2]
-        return f"{host}:{port}"
-
-    def start(self) -> JwksServer:
-        """Serve in a background thread."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        return self.address
 
 
 def _claim(text: str) -> tuple[str, Any]:
@@ -176,12 +162,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         server = JwksServer([kit], args.host, args.port)
         print(f"JWKS at http://{server.host}{JWKS_PATH}", flush=True)
-        try:
-            server._httpd.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server._httpd.server_close()
+        server.serve()
 
 
 if __name__ == "__main__":

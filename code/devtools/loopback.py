@@ -1,0 +1,43 @@
+"""A threaded HTTP server on loopback that tests can start and stop."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class LoopbackServer:
+    """Serves *handler* in a background thread (or in the foreground)."""
+
+    def __init__(
+        self, handler: type[BaseHTTPRequestHandler], host: str, port: int
+    ) -> None:
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self.httpd.serve_forever,
+                                        daemon=True)
+
+    @property
+    def address(self) -> str:
+        """Return `host:port` as clients should name it."""
+        host, port = self.httpd.server_address[:2]
+        return f"{host}:{port}"
+
+    def start(self):
+        """Serve in a background thread; return self."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def serve(self) -> None:
+        """Serve in the foreground until Ctrl-C."""
+        try:
+            self.httpd.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.httpd.server_close()

@@ -14,6 +14,7 @@ errors must hold exactly those sightings.
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import statistics
 import time
@@ -33,13 +34,14 @@ POOL = [f"load{n}@corp.example" for n in range(40)] + [
 ]
 
 
-def expected(email: str) -> set[str]:
+@functools.lru_cache(maxsize=None)
+def expected(email: str) -> frozenset[str]:
     """Return the document ids the relay must answer for *email* (when an
     email has more than LIMIT records, ties on the date at the cut make the
     set ambiguous: then only its size is compared)."""
     newest = sorted(emulator.records(email), reverse=True,
                     key=lambda r: r["spycloud_publish_date"])
-    return {r["document_id"] for r in newest[:LIMIT]}
+    return frozenset(r["document_id"] for r in newest[:LIMIT])
 
 
 @dataclass

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
 from flask import Flask, g, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import routes
 from .auth import JwksCache
+from .catalog_cache import CatalogCache
 from .envelope import body
 from .errors import RelayError
 from .jsonio import OrjsonProvider
+from .lookup import Lookup
 from .settings import Settings
-from .spycloud import SpyCloudClient
+from .spycloud import SpyCloud
+from .transport import Transport
 from .version import VERSION
 
 log = logging.getLogger("relay")
@@ -29,12 +34,18 @@ class Relay:
     """The per-app resources views need, kept in `app.extensions`."""
 
     settings: Settings
-    client: SpyCloudClient
+    spycloud: SpyCloud
+    lookup: Lookup
     jwks: JwksCache
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    """Build the relay with *settings* (default: from the environment)."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+) -> Flask:
+    """Build the relay with *settings* (default: from the environment);
+    *clock* drives the JWKS cache's lifetimes (tests pass a fake one)."""
     settings = settings or Settings.from_env()
     _configure_logging(settings.log_level)
     app = Flask(__name__)
@@ -42,17 +53,23 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     if settings.trust_proxy_headers:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)
+    spycloud = SpyCloud(Transport(settings), settings.max_pages)
     app.extensions["relay"] = Relay(
         settings=settings,
-        client=SpyCloudClient(settings),
+        spycloud=spycloud,
+        lookup=Lookup(spycloud, CatalogCache(
+            settings.catalog_cache_ttl, settings.catalog_cache_size
+        )),
         jwks=JwksCache(
             requests.Session(),
             settings.jwks_url_template,
             ttl=settings.jwks_cache_ttl,
             refresh_interval=settings.jwks_refresh_interval,
+            clock=clock,
         ),
     )
     app.register_blueprint(routes.bp)
+    _register_body_cap(app, settings.max_body_bytes)
     _register_error_handlers(app)
     _register_access_log(app)
     log.info("relay %s starting with %s", VERSION, settings.describe())
@@ -72,6 +89,10 @@ def _register_error_handlers(app: Flask) -> None:
             "reason": type(error).__name__,
         })
         response.status_code = error.code or 500
+        # Keep what the status needs, e.g. the `Allow` header of a 405.
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
         return response
 
     @app.errorhandler(Exception)
@@ -80,6 +101,20 @@ def _register_error_handlers(app: Flask) -> None:
         return jsonify(body(errors=[
             RelayError("An unexpected error occurred.", code="unknown")
         ]))
+
+
+def _register_body_cap(app: Flask, cap: int) -> None:
+    @app.before_request
+    def read_capped_body() -> None:
+        """Refuse a body over the cap however it is sent: a chunked body
+        has no Content-Length for Flask's own check to look at."""
+        if request.content_length is None and request.method == "POST":
+            data = request.environ["wsgi.input"].read(cap + 1)
+            if len(data) > cap:
+                raise RequestEntityTooLarge()
+            # From here on the body is an ordinary one of known length.
+            request.environ["wsgi.input"] = io.BytesIO(data)
+            request.environ["CONTENT_LENGTH"] = str(len(data))
 
 
 def _register_access_log(app: Flask) -> None:

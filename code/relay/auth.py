@@ -1,7 +1,7 @@
 """Bearer token → allowlisted jwks_host → cached JWKS → verified claims.
 
 The configuration token is an RS256 JWT that XDR signs per module instance
-(`relay-contract.md`, "Authorization"). Nothing is fetched from a
+(`docs/contract.md`, "Authorization"). Nothing is fetched from a
 `jwks_host` that is not on the operator's allowlist.
 """
 
@@ -18,7 +18,6 @@ import jwt
 import requests
 
 from .budget import Budget
-from .ctim import entities_limit
 from .errors import AuthorizationError
 
 log = logging.getLogger(__name__)
@@ -45,6 +44,7 @@ EXPIRED = "Token has expired"
 NOT_YET_VALID = "Token is not yet valid"
 WRONG_PAYLOAD = "Wrong JWT payload structure"
 UNUSABLE_KEY = "Unauthorized"
+DEFAULT_ENTITIES_LIMIT = 100
 
 
 @dataclass(frozen=True)
@@ -133,8 +133,10 @@ def authorize(
     allowed_hosts: frozenset[str],
     jwks: JwksCache,
     budget: Budget | None = None,
+    max_entities_limit: int = 1000,
 ) -> Claims:
-    """Verify the configuration token and return its claims."""
+    """Verify the configuration token and return its claims; the entity
+    limit is clamped to the operator's *max_entities_limit*."""
     token = _bearer(authorization)
     try:
         header = jwt.get_unverified_header(token)
@@ -153,8 +155,23 @@ def authorize(
     claims = _verify(token, key, audience)
     return Claims(
         key=_api_key(claims),
-        entities_limit=entities_limit(claims.get("CTR_ENTITIES_LIMIT")),
+        entities_limit=min(
+            entities_limit(claims.get("CTR_ENTITIES_LIMIT")),
+            max_entities_limit,
+        ),
     )
+
+
+def entities_limit(claim: Any) -> int:
+    """Read `CTR_ENTITIES_LIMIT`: a positive integer or integer string;
+    anything else gives the default, silently, as the original relay did."""
+    if isinstance(claim, bool):
+        return DEFAULT_ENTITIES_LIMIT
+    if isinstance(claim, str) and claim.strip().isdecimal():
+        claim = int(claim.strip())
+    if isinstance(claim, int) and claim > 0:
+        return claim
+    return DEFAULT_ENTITIES_LIMIT
 
 
 def _bearer(authorization: str | None) -> str:

@@ -1,4 +1,5 @@
-"""Breach catalogs kept across requests, per API key, bounded in time and size.
+"""Breach catalogs kept across requests, per API-key digest, bounded in time
+and size.
 
 Catalogs change rarely, so a customer's analysts share them for
 `CATALOG_CACHE_TTL` seconds. Ids SpyCloud did not return are remembered only
@@ -7,7 +8,6 @@ briefly, in case the catalog appears soon after.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Iterable
 
@@ -16,11 +16,6 @@ from cachetools import TTLCache
 from .records import Catalog
 
 MISSING_TTL = 60.0
-
-
-def key_hash(api_key: str) -> str:
-    """Return a digest of the API key: the key itself is never stored."""
-    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
 
 
 class CatalogCache:

@@ -1,6 +1,6 @@
 """Pure mapping: checked SpyCloud records and catalogs → CTIM documents.
 
-Follows `ctim-mapping.md`: one Sighting per record, one Indicator per
+Follows `docs/ctim.md`: one Sighting per record, one Indicator per
 catalog, one Relationship per sighting whose catalog has an indicator. No
 I/O and no Flask here: everything arrives as arguments.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import heapq
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,12 +21,11 @@ from .records import Catalog, Record
 SCHEMA_VERSION = "1.0.17"
 SOURCE = "Spycloud"
 PORTAL_CATALOG_URL = "https://portal.spycloud.com/breach/catalog/{uuid}"
-DEFAULT_ENTITIES_LIMIT = 100
 
 # The uuid5 namespace of every transient id this relay makes.
 ID_NAMESPACE = uuid.UUID("5b0d4a4e-5f4e-4c1b-9a57-2f3c9a2d1e60")
 
-# Record fields that other Sighting fields already show (ctim-mapping.md).
+# Record fields that other Sighting fields already show (docs/ctim.md).
 HIDDEN_FIELDS = frozenset({
     "sighting", "infected_machine_id", "email_domain", "domain",
     "email_username", "document_id", "source_id", "spycloud_publish_date",
@@ -182,20 +182,34 @@ def relationship(sighting_id: str, indicator_id_: str) -> dict[str, Any]:
     }
 
 
-def entities_limit(claim: Any) -> int:
-    """Read `CTR_ENTITIES_LIMIT`: a positive integer or integer string."""
-    if isinstance(claim, bool):
-        return DEFAULT_ENTITIES_LIMIT
-    if isinstance(claim, str) and claim.strip().isdecimal():
-        claim = int(claim.strip())
-    if isinstance(claim, int) and claim > 0:
-        return claim
-    return DEFAULT_ENTITIES_LIMIT
+class Newest:
+    """The newest *limit* records seen so far, in a bounded heap.
 
+    Records arrive a page at a time; only *limit* are ever kept, so memory
+    follows the answer, not what SpyCloud holds. Ties keep SpyCloud's order.
+    """
 
-def newest(records: Iterable[Record], limit: int) -> list[Record]:
-    """Sort records newest first (stable for ties) and keep *limit*."""
-    return sorted(records, key=lambda r: r.published, reverse=True)[:limit]
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._heap: list[tuple[dt.datetime, int, Record]] = []
+        self._seen = 0
+
+    def add(self, records: Iterable[Record]) -> None:
+        """Offer records in SpyCloud's order."""
+        heap = self._heap
+        for record in records:
+            # Among equal dates the later arrival sorts lower: dropped first.
+            item = (record.published, -self._seen, record)
+            self._seen += 1
+            if len(heap) < self.limit:
+                heapq.heappush(heap, item)
+            elif item[:2] > heap[0][:2]:
+                heapq.heapreplace(heap, item)
+
+    def records(self) -> list[Record]:
+        """Return the kept records, newest first."""
+        return [item[2] for item in sorted(
+            self._heap, key=lambda item: item[:2], reverse=True)]
 
 
 def observe(

@@ -12,16 +12,24 @@ KINDS = ("sightings", "indicators", "relationships")
 
 
 class Bundle:
-    """CTIM entities grouped by plural type, each kind `{count, docs}`."""
+    """CTIM entities grouped by plural type, each kind `{count, docs}`.
+
+    Every entity appears once, at its first appearance: an indicator of a
+    breach shared by several observables is not repeated.
+    """
 
     def __init__(self) -> None:
         self._docs: dict[str, list[dict[str, Any]]] = {}
+        self._ids: set[str] = set()
 
     def add(self, entities: Mapping[str, list[dict[str, Any]]]) -> None:
-        """Append entities, a mapping from plural type to documents."""
+        """Append entities (plural type → documents) not already held."""
+        ids = self._ids
         for kind, docs in entities.items():
-            if docs:
-                self._docs.setdefault(kind, []).extend(docs)
+            for doc in docs:
+                if doc["id"] not in ids:
+                    ids.add(doc["id"])
+                    self._docs.setdefault(kind, []).append(doc)
 
     def json(self) -> dict[str, Any]:
         """Return the non-empty kinds in a fixed order."""

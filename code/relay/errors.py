@@ -65,6 +65,21 @@ class SpyCloudError(RelayError):
     """SpyCloud failed or answered something the relay cannot use."""
 
 
+class RetryableError(SpyCloudError):
+    """A SpyCloud failure worth another attempt (throttling, 5xx, timeouts).
+
+    `retry_after` holds the seconds SpyCloud asked the relay to wait, when it
+    said so; reported as is when the attempts run out.
+    """
+
+    def __init__(
+        self, message: str, *, code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
 def warning(code: str, message: str) -> RelayError:
     """Return a non-fatal error: the answer is partial, not failed."""
     return RelayError(message, code=code, type_=WARNING)

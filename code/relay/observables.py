@@ -35,10 +35,19 @@ class ObservableSchema(Schema):
 
 
 @dataclass(frozen=True)
-class Query:
-    """The emails one request asks about, and why others were left out."""
+class Observable:
+    """One observable to look up: as sent, and as SpyCloud is asked."""
 
-    emails: tuple[str, ...]
+    type: str
+    value: str  # as the analyst sent it: the answer's entities carry it
+    query: str  # normalised (emails lower-cased): the lookup and its identity
+
+
+@dataclass(frozen=True)
+class Query:
+    """The observables one request asks about, and why others were left out."""
+
+    observables: tuple[Observable, ...]
     warnings: tuple[RelayError, ...]
 
 
@@ -53,14 +62,19 @@ def load(payload: Any) -> list[dict[str, str]]:
 
 
 def emails(observables: Sequence[dict[str, str]], cap: int) -> Query:
-    """Keep supported, plausible, distinct emails in order, at most *cap*."""
-    wanted: dict[str, None] = {}
+    """Keep supported, plausible, distinct emails in order, at most *cap*.
+
+    Emails compare lower-cased (SpyCloud indexes them so); the first
+    spelling sent is the one answered.
+    """
+    wanted: dict[str, Observable] = {}
     notes: list[RelayError] = []
     for observable in observables:
         if observable["type"].strip().lower() not in SUPPORTED_TYPES:
             continue
         value = observable["value"]
-        if value in wanted:
+        query = value.lower()
+        if query in wanted:
             continue
         if len(value) > MAX_EMAIL_LENGTH or not EMAIL.fullmatch(value):
             shown = value if len(value) <= 80 else value[:77] + "..."
@@ -70,8 +84,8 @@ def emails(observables: Sequence[dict[str, str]], cap: int) -> Query:
                 " looked up.",
             ))
             continue
-        wanted[value] = None
-    chosen = tuple(wanted)
+        wanted[query] = Observable("email", value, query)
+    chosen = tuple(wanted.values())
     if len(chosen) > cap:
         notes.append(warning(
             "too many observables",

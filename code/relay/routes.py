@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from . import lookup, observables
+from . import observables
 from .auth import Claims, authorize
 from .budget import Budget
 from .envelope import body
@@ -42,6 +42,7 @@ def _claims(budget: Budget) -> Claims:
         settings.allowed_jwks_hosts,
         relay.jwks,
         budget,
+        settings.max_entities_limit,
     )
 
 
@@ -76,7 +77,7 @@ def health():
     """Make one authenticated SpyCloud call with the token's key."""
     budget = _budget()
     claims = _claims(budget)
-    current_app.extensions["relay"].client.ping(claims.key, budget)
+    current_app.extensions["relay"].spycloud.ping(claims.key, budget)
     return jsonify(body({"status": "ok"}))
 
 
@@ -87,15 +88,11 @@ def observe():
     loaded = observables.load(request.get_json(force=True, silent=True))
     g.observables = len(loaded)
     query = observables.emails(loaded, settings.max_emails_per_request)
-    if not query.emails:
+    if not query.observables:
         return jsonify(body({}, query.warnings))
     budget = _budget()
     claims = _claims(budget)
-    bundle, errors = lookup.observe(
-        current_app.extensions["relay"].client,
-        claims.key,
-        query.emails,
-        claims.entities_limit,
-        budget,
+    bundle, errors = current_app.extensions["relay"].lookup.observe(
+        claims.key, query.observables, claims.entities_limit, budget
     )
     return jsonify(body(bundle.json(), [*query.warnings, *errors]))

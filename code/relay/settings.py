@@ -34,13 +34,14 @@ class Settings:
     read_timeout: float = 10.0
     request_budget: float = 25.0
     max_pages: int = 10
-    max_concurrency: int = 8
+    max_concurrency: int = 20
     retry_attempts: int = 3
     retry_wait_initial: float = 0.2
     retry_wait_max: float = 2.0
     catalog_cache_ttl: float = 3600.0
     catalog_cache_size: int = 10_000
     max_emails_per_request: int = 100
+    max_entities_limit: int = 1000
     max_body_bytes: int = 1_048_576
     log_level: str = "INFO"
 
@@ -74,7 +75,7 @@ class Settings:
             read_timeout=reader.number("SPYCLOUD_READ_TIMEOUT", 10.0),
             request_budget=reader.number("RELAY_REQUEST_BUDGET", 25.0),
             max_pages=reader.integer("SPYCLOUD_MAX_PAGES", 10),
-            max_concurrency=reader.integer("SPYCLOUD_MAX_CONCURRENCY", 8),
+            max_concurrency=reader.integer("SPYCLOUD_MAX_CONCURRENCY", 20),
             retry_attempts=reader.integer("SPYCLOUD_RETRY_ATTEMPTS", 3),
             retry_wait_initial=reader.number("SPYCLOUD_RETRY_WAIT", 0.2),
             retry_wait_max=reader.number("SPYCLOUD_RETRY_WAIT_MAX", 2.0),
@@ -83,6 +84,7 @@ class Settings:
             max_emails_per_request=reader.integer(
                 "MAX_EMAILS_PER_REQUEST", 100
             ),
+            max_entities_limit=reader.integer("MAX_ENTITIES_LIMIT", 1000),
             max_body_bytes=reader.integer("MAX_BODY_BYTES", 1_048_576),
             log_level=reader.text("LOG_LEVEL", "INFO").upper(),
         )
@@ -102,6 +104,7 @@ class Settings:
             "retry_attempts": self.retry_attempts,
             "catalog_cache_ttl": self.catalog_cache_ttl,
             "max_emails_per_request": self.max_emails_per_request,
+            "max_entities_limit": self.max_entities_limit,
         }
 
 

@@ -1,4 +1,4 @@
-"""The configuration token, HTTP in and HTTP out (relay-contract.md)."""
+"""The configuration token, HTTP in and HTTP out (docs/contract.md)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import base64
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 import jwt
 import pytest
@@ -13,6 +14,7 @@ import requests
 import responses
 
 from devtools.tokenkit import TokenKit
+from relay import auth
 from relay.settings import Settings
 
 from .conftest import API, API_KEY, JWKS_HOST, JWKS_URL
@@ -270,3 +272,11 @@ def test_api_key_sent_as_header(client, mocked, auth) -> None:
 def test_unverified_decode_is_not_trusted(make_token: Callable) -> None:
     # Sanity: the token really is RS256, so the alg checks above are real.
     assert jwt.get_unverified_header(make_token())["alg"] == "RS256"
+
+
+@pytest.mark.parametrize(("claim", "limit"), [
+    (None, 100), (5, 5), ("7", 7), (" 8 ", 8), (0, 100), (-3, 100),
+    ("abc", 100), ("2.5", 100), (2.5, 100), (True, 100), ([], 100),
+])
+def test_entities_limit(claim: Any, limit: int) -> None:
+    assert auth.entities_limit(claim) == limit

@@ -1,4 +1,4 @@
-"""The mapping rules of ctim-mapping.md, one small literal fixture each."""
+"""The mapping rules of docs/ctim.md, one small literal fixture each."""
 
 from __future__ import annotations
 
@@ -246,12 +246,12 @@ def test_observe_links_each_sighting_to_one_indicator_per_catalog() -> None:
         == [(s["id"], ctim.indicator_id(11)) for s in out["sightings"][:2]]
 
 
-@pytest.mark.parametrize(("claim", "limit"), [
-    (None, 100), (5, 5), ("7", 7), (" 8 ", 8), (0, 100), (-3, 100),
-    ("abc", 100), ("2.5", 100), (2.5, 100), (True, 100), ([], 100),
-])
-def test_entities_limit(claim: Any, limit: int) -> None:
-    assert ctim.entities_limit(claim) == limit
+def newest(records: list, limit: int, pages: int = 1) -> list[str]:
+    kept = ctim.Newest(limit)
+    step = max(1, len(records) // pages)
+    for start in range(0, len(records), step):
+        kept.add(records[start:start + step])
+    return [r.document_id for r in kept.records()]
 
 
 def test_newest_first_stable_for_ties_and_cut() -> None:
@@ -261,9 +261,25 @@ def test_newest_first_stable_for_ties_and_cut() -> None:
         record(document_id="mid", spycloud_publish_date="2020-01-01"),
         record(document_id="new2", spycloud_publish_date="2022-01-01"),
     ]
-    assert [r.document_id for r in ctim.newest(records, 3)] == [
-        "new1", "new2", "mid"
-    ]
+    assert newest(records, 3) == ["new1", "new2", "mid"]
+    assert newest(records, 3, pages=4) == ["new1", "new2", "mid"]
+    assert newest(records, 10) == ["new1", "new2", "mid", "old"]
+    assert newest(records, 1, pages=2) == ["new1"]
+
+
+def test_newest_ties_beyond_the_limit_keep_the_first_arrivals() -> None:
+    records = [record(document_id=f"d{n}", spycloud_publish_date="2021-05-05")
+               for n in range(6)]
+    assert newest(records, 4, pages=3) == ["d0", "d1", "d2", "d3"]
+
+
+def test_newest_holds_no_more_than_its_limit() -> None:
+    kept = ctim.Newest(2)
+    for day in range(1, 29):
+        kept.add([record(document_id=f"d{day}",
+                         spycloud_publish_date=f"2021-02-{day:02d}")])
+        assert len(kept.records()) == min(day, 2)
+    assert [r.document_id for r in kept.records()] == ["d28", "d27"]
 
 
 def test_time_format() -> None:

@@ -8,9 +8,9 @@ import requests
 from devtools.tokenkit import TokenKit
 from relay import create_app
 from relay.budget import Budget
-from relay.errors import SpyCloudError
+from relay.errors import RetryableError, SpyCloudError
 from relay.settings import Settings
-from relay.spycloud import RETRY_AFTER_MAX, _Transient, retry_wait
+from relay.transport import RETRY_AFTER_MAX, retry_wait
 
 from .conftest import API, API_KEY, AUDIENCE, JWKS_HOST, JWKS_URL
 
@@ -18,8 +18,8 @@ EMAIL = "jane@example.com"
 RECORDS = API + "breach/data/emails/" + EMAIL
 
 
-def transient(retry_after: float | None = None) -> _Transient:
-    return _Transient(SpyCloudError("x"), retry_after)
+def transient(retry_after: float | None = None) -> RetryableError:
+    return RetryableError("x", retry_after=retry_after)
 
 
 @pytest.mark.parametrize(("exc", "remaining", "decision"), [
@@ -59,10 +59,10 @@ def test_quota_is_never_retried(client, mocked, auth) -> None:
 
 
 def test_spent_budget_makes_no_call(app, mocked) -> None:
-    client = app.extensions["relay"].client
+    spycloud = app.extensions["relay"].spycloud
     budget = Budget(5, clock=iter([0.0, 10.0, 10.0, 10.0, 10.0]).__next__)
     with pytest.raises(SpyCloudError) as raised:
-        client.breaches(API_KEY, EMAIL, budget)
+        list(spycloud.record_pages(API_KEY, "emails", EMAIL, budget))
     assert raised.value.message == (
         "The relay's time budget of 5 s ran out before SpyCloud answered."
     )
@@ -77,8 +77,8 @@ def test_timeouts_never_exceed_the_budget(app, mocked) -> None:
         return 200, {}, '{"cursor": "", "results": []}'
 
     mocked.add_callback("GET", RECORDS, record)
-    client = app.extensions["relay"].client
-    client.breaches(API_KEY, EMAIL, Budget(1.5))
+    spycloud = app.extensions["relay"].spycloud
+    list(spycloud.record_pages(API_KEY, "emails", EMAIL, Budget(1.5)))
     connect, read = seen[0]
     assert connect <= 1.5 and read <= 1.5
 
@@ -115,8 +115,7 @@ def test_unknown_kid_one_refresh_then_error(mocked, kit) -> None:
     app = create_app(Settings(
         spycloud_api_url=API, allowed_jwks_hosts=frozenset({JWKS_HOST}),
         jwks_url_template="http://{jwks_host}/.well-known/jwks",
-    ))
-    app.extensions["relay"].jwks._clock = clock
+    ), clock=clock)
     client = app.extensions["relay"]
     http = app.test_client()
     claims = {"key": API_KEY, "jwks_host": JWKS_HOST, "aud": AUDIENCE}

@@ -1,4 +1,4 @@
-"""Routes, the envelope and input validation (relay-contract.md)."""
+"""Routes, the envelope and input validation (docs/contract.md)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from relay import lookup
 from relay.envelope import body
 from relay.errors import RelayError, warning
 from relay.version import VERSION
+
+from .conftest import API
 
 
 def invalid(detail: str) -> dict:
@@ -128,11 +129,11 @@ def test_plausible_emails_are_looked_up(client, mocked, auth, value) -> None:
 
 
 def test_unexpected_exception_becomes_envelope(
-        client, auth, monkeypatch, caplog) -> None:
+        app, client, auth, monkeypatch, caplog) -> None:
     def boom(*args: Any, **kwargs: Any) -> None:
         raise KeyError("bug")
 
-    monkeypatch.setattr(lookup, "observe", boom)
+    monkeypatch.setattr(app.extensions["relay"].lookup, "observe", boom)
     response = client.post("/observe/observables", headers=auth,
                            json=[{"type": "email", "value": "a@example.com"}])
     assert response.status_code == 200
@@ -143,16 +144,31 @@ def test_unexpected_exception_becomes_envelope(
 
 
 def test_unexpected_exception_in_one_email_keeps_the_others(
-        app, client, auth, monkeypatch) -> None:
-    spycloud = app.extensions["relay"].client
+        app, client, mocked, auth, monkeypatch) -> None:
+    spycloud = app.extensions["relay"].spycloud
+    real = spycloud.record_pages
 
-    def breaches(key: str, email: str, budget: Any):
-        raise ValueError("bug")
+    def record_pages(key: str, selector: str, value: str, budget: Any):
+        if value == "a@example.com":
+            raise ValueError("bug")
+        return real(key, selector, value, budget)
 
-    monkeypatch.setattr(spycloud, "breaches", breaches)
-    response = client.post("/observe/observables", headers=auth,
-                           json=[{"type": "email", "value": "a@example.com"}])
-    assert response.json["errors"][0]["code"] == "unknown"
+    monkeypatch.setattr(spycloud, "record_pages", record_pages)
+    mocked.get(API + "breach/data/emails/b@example.com", json={
+        "cursor": "", "hits": 1, "results": [{
+            "document_id": "d1", "source_id": 7,
+            "spycloud_publish_date": "2020-01-01T00:00:00Z"}]})
+    mocked.get(API + "breach/catalog/7", json={
+        "cursor": "", "hits": 0, "results": []})
+    response = client.post("/observe/observables", headers=auth, json=[
+        {"type": "email", "value": "a@example.com"},
+        {"type": "email", "value": "b@example.com"},
+    ])
+    assert response.json["errors"][0] == {
+        "type": "fatal", "code": "unknown",
+        "message": "An unexpected error occurred.",
+    }
+    assert response.json["data"]["sightings"]["count"] == 1
 
 
 def test_envelope_rules() -> None:

@@ -13,7 +13,8 @@ def test_defaults() -> None:
     assert settings.allowed_jwks_hosts == frozenset(DEFAULT_JWKS_HOSTS)
     assert settings.jwks_url_template == "https://{jwks_host}/.well-known/jwks"
     assert settings.jwt_audience is None
-    assert settings.max_concurrency == 8
+    assert settings.max_concurrency == 20
+    assert settings.max_entities_limit == 1000
     assert settings.request_budget == 25.0
     assert settings.catalog_cache_ttl == 3600.0
     assert settings.max_emails_per_request == 100

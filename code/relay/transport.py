@@ -1,0 +1,274 @@
+"""HTTP policy for every call to SpyCloud: one call, `Transport.get_json`.
+
+It owns the `requests.Session` (a keep-alive pool), sets the API key and
+User-Agent on every call, caps each key's calls in flight, bounds every call
+by a connect and read timeout and by the request's `Budget`, retries what is
+worth retrying, and turns every failure into a `RelayError` as the table
+"SpyCloud errors" of `docs/contract.md` says. It knows no SpyCloud endpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from typing import Any
+
+import requests
+import stamina
+from requests.adapters import HTTPAdapter
+
+from .budget import Budget
+from .errors import AuthorizationError, RetryableError, SpyCloudError
+from .jsonio import loads
+from .settings import Settings
+from .version import VERSION
+
+USER_AGENT = f"tr-05-spycloud-employee-ato-prevention-relay/{VERSION}"
+RETRY_AFTER_MAX = 10.0  # seconds; a longer Retry-After is clamped
+POOL_SIZE = 64  # keep-alive connections kept per host
+
+NOT_FOUND = "The Spycloud not found."
+TOO_MANY = "Too many requests have been made to Spycloud. Please, try again later."
+QUOTA = (
+    "The SpyCloud API quota of this key is used up."
+    " Please, try again when SpyCloud has renewed it."
+)
+# Statuses retried with backoff, and the error reported when retries run out.
+TRANSIENT = {
+    500: ("internal error", "The Spycloud internal error."),
+    502: ("unknown", "SpyCloud answered 502 Bad Gateway."),
+    503: ("unknown", "SpyCloud answered 503 Service Unavailable."),
+    504: ("unknown", "SpyCloud answered 504 Gateway Timeout."),
+}
+NOT_JSON = "SpyCloud answered with a body that is not valid JSON."
+TIMED_OUT = "SpyCloud did not answer in time."
+NO_CONNECTION = "The relay could not connect to SpyCloud."
+OUT_OF_TIME = (
+    "The relay's time budget of {seconds:g} s ran out before SpyCloud answered."
+)
+
+
+def key_digest(api_key: str) -> str:
+    """Return a digest of the API key: what caches and limits are keyed by."""
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+
+
+def out_of_time(budget: Budget) -> SpyCloudError:
+    """Return the error of a request whose budget ran out."""
+    return SpyCloudError(OUT_OF_TIME.format(seconds=budget.seconds))
+
+
+class KeyLimits:
+    """At most `cap` calls in flight per API key, across all requests.
+
+    A key's semaphore lives while any call holds or awaits it, and is
+    dropped when the last one leaves, so a busy key is never evicted and an
+    idle one costs nothing.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._lock = threading.Lock()
+        self._keys: dict[str, tuple[threading.Semaphore, list[int]]] = {}
+
+    def acquire(self, digest: str, timeout: float) -> bool:
+        """Take a slot for *digest*, waiting at most *timeout* seconds."""
+        with self._lock:
+            entry = self._keys.get(digest)
+            if entry is None:
+                entry = self._keys[digest] = (threading.Semaphore(self.cap), [0])
+            entry[1][0] += 1
+        if entry[0].acquire(timeout=timeout):
+            return True
+        self._leave(digest)
+        return False
+
+    def release(self, digest: str) -> None:
+        """Give back a slot taken by `acquire`."""
+        self._keys[digest][0].release()
+        self._leave(digest)
+
+    def in_use(self) -> int:
+        """Return how many keys have calls in flight or waiting."""
+        with self._lock:
+            return len(self._keys)
+
+    def _leave(self, digest: str) -> None:
+        with self._lock:
+            users = self._keys[digest][1]
+            users[0] -= 1
+            if not users[0]:
+                del self._keys[digest]
+
+
+class Transport:
+    """GETs JSON from SpyCloud with one customer's key at a time."""
+
+    def __init__(
+        self, settings: Settings, session: requests.Session | None = None
+    ) -> None:
+        self._settings = settings
+        self._base = settings.spycloud_api_url
+        self._timeout = (settings.connect_timeout, settings.read_timeout)
+        self.limits = KeyLimits(settings.max_concurrency)
+        self._session = session or requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+        self._session.headers.update(
+            {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        )
+        # Proxy variables (HTTPS_PROXY, NO_PROXY) are read once here rather
+        # than scanned from the environment on every call.
+        self._session.proxies.update(
+            requests.utils.get_environ_proxies(self._base)
+        )
+        self._session.trust_env = False
+
+    def get_json(
+        self,
+        key: str,
+        path: str,
+        budget: Budget,
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        """GET *path* (relative to the API URL) and return its JSON, or None
+        for a 400 (an identifier SpyCloud will not search); retry transient
+        failures inside the budget; raise a `RelayError` otherwise."""
+        settings = self._settings
+
+        def backoff(exc: Exception) -> bool | float:
+            return retry_wait(exc, budget.remaining(), settings.retry_wait_max)
+
+        if budget.remaining() <= 0:
+            raise out_of_time(budget)
+        digest = key_digest(key)
+        for attempt in stamina.retry_context(
+            on=backoff,
+            attempts=settings.retry_attempts,
+            timeout=budget.remaining(),
+            wait_initial=settings.retry_wait_initial,
+            wait_max=settings.retry_wait_max,
+            wait_jitter=settings.retry_wait_initial,
+        ):
+            with attempt:
+                return self._once(key, digest, path, params, budget)
+        raise AssertionError("unreachable: stamina re-raises")  # pragma: no cover
+
+    def _once(
+        self,
+        key: str,
+        digest: str,
+        path: str,
+        params: dict[str, str] | None,
+        budget: Budget,
+    ) -> Any:
+        if not self.limits.acquire(digest, budget.remaining()):
+            raise out_of_time(budget)
+        try:
+            left = budget.remaining()
+            if left <= 0:
+                raise out_of_time(budget)
+            budget.count_call()
+            response = self._session.get(
+                self._base + path,
+                params=params,
+                headers={"X-API-Key": key},
+                timeout=(min(self._timeout[0], left),
+                         min(self._timeout[1], left)),
+                allow_redirects=False,
+            )
+        except requests.exceptions.SSLError as exc:
+            raise SpyCloudError(
+                f"Unable to verify SSL certificate: {_reason(exc)}"
+            ) from exc
+        except requests.Timeout as exc:
+            raise RetryableError(TIMED_OUT) from exc
+        except (requests.ConnectionError,
+                requests.exceptions.ChunkedEncodingError) as exc:
+            raise RetryableError(NO_CONNECTION) from exc
+        except requests.RequestException as exc:
+            raise SpyCloudError(
+                f"The call to SpyCloud failed: {type(exc).__name__}."
+            ) from exc
+        finally:
+            self.limits.release(digest)
+        return answer(response)
+
+
+def retry_wait(
+    exc: Exception, remaining: float, wait_max: float
+) -> bool | float:
+    """Decide a retry: False (give up), True (exponential backoff) or the
+    seconds SpyCloud asked for in `Retry-After`, clamped."""
+    if not isinstance(exc, RetryableError):
+        return False
+    wait = exc.retry_after
+    if wait is not None:
+        wait = min(wait, RETRY_AFTER_MAX)
+    # Never sleep past the budget: better to report the failure in time.
+    if remaining <= (wait if wait is not None else wait_max) + 0.1:
+        return False
+    return True if wait is None else wait
+
+
+def answer(response: requests.Response) -> Any:
+    """Turn one SpyCloud response into JSON, None (400) or an error."""
+    status = response.status_code
+    if status == 200:
+        try:
+            return loads(response.content)
+        except ValueError:
+            raise SpyCloudError(NOT_JSON) from None
+    if status == 400:
+        return None
+    if status in (401, 403):
+        raise AuthorizationError(_auth_reason(response))
+    if status == 404:
+        raise SpyCloudError(NOT_FOUND, code="not found")
+    if status == 429:
+        raise _throttled(response)
+    if status in TRANSIENT:
+        code, message = TRANSIENT[status]
+        raise RetryableError(message, code=code)
+    raise SpyCloudError(f"SpyCloud answered with unexpected status {status}.")
+
+
+def _throttled(response: requests.Response) -> SpyCloudError:
+    """Tell a spent quota (final) from throttling (retried)."""
+    kind = response.headers.get("x-amzn-ErrorType", "")
+    if kind.startswith("LimitExceededException"):
+        return SpyCloudError(QUOTA, code="too many requests")
+    return RetryableError(
+        TOO_MANY, code="too many requests",
+        retry_after=_retry_after(response.headers.get("Retry-After")),
+    )
+
+
+def _auth_reason(response: requests.Response) -> str:
+    header = response.headers.get("SpyCloud-Error", "").strip()
+    if header:
+        return header
+    try:
+        message = response.json().get("message")
+    except (ValueError, AttributeError):
+        message = None
+    if isinstance(message, str) and message.strip():
+        return message.strip()[:200]
+    return "Unauthorized"
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Read a `Retry-After` of seconds; dates and garbage are ignored."""
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and seconds >= 0 else None
+
+
+def _reason(exc: Exception) -> str:
+    # The innermost cause names the certificate problem, not the URL.
+    while exc.__context__ is not None and exc.__context__ is not exc:
+        exc = exc.__context__
+    return str(exc) or type(exc).__name__

@@ -3,10 +3,12 @@
 import os
 
 bind = os.environ.get("BIND", "0.0.0.0:9090")
-# The relay mostly waits on SpyCloud: a few processes, many threads each.
+# The relay mostly waits on SpyCloud, so one process with many threads
+# serves a container: its catalog cache, JWKS cache and per-key cap are then
+# shared by every request. More processes each keep their own.
 worker_class = "gthread"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "16"))
+workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+threads = int(os.environ.get("GUNICORN_THREADS", "32"))
 # Above the relay's own budget for SpyCloud, so a slow SpyCloud gives the
 # analyst an answer with an error rather than a killed worker.
 timeout = int(float(os.environ.get("RELAY_REQUEST_BUDGET", "25"))) + 15

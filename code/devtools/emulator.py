@@ -37,8 +37,10 @@ email) or per request (header `X-Emulator-Fault: <name>`):
 `504`, `badjson` (truncated JSON), `html` (an HTML page), `hang` (no answer
 for 60 s), `drop` (connection closed without an answer).
 `--latency-ms` adds latency to every call; `--fault-rate` injects random
-retryable faults. `GET /_emulator/stats` counts calls;
-`POST /_emulator/reset` zeroes the counts.
+retryable faults; `--also-key` accepts another customer's key.
+`GET /_emulator/stats` counts calls (each once, by endpoint; faults also
+by name) and the peak of calls in flight per key (by a digest of the key);
+`POST /_emulator/reset` zeroes them.
 """
 
 from __future__ import annotations
@@ -247,16 +249,24 @@ def _offset(email: str, cursor: str) -> int | None:
 
 # --- the server ------------------------------------------------------------
 
+def key_label(key: str) -> str:
+    """Name a key in the statistics without showing it."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
 class Emulator(LoopbackServer):
     """The emulator's state: its key, injected behaviour and call counts."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0,
                  api_key: str = DEFAULT_KEY, latency_ms: float = 0,
-                 fault_rate: float = 0.0, seed: int = 0) -> None:
-        self.api_key = api_key
+                 fault_rate: float = 0.0, seed: int = 0,
+                 more_keys: Sequence[str] = ()) -> None:
+        self.api_keys = frozenset((api_key, *more_keys))
         self.latency = latency_ms / 1000
         self.fault_rate = fault_rate
         self.calls: Counter[str] = Counter()
+        self.in_flight: Counter[str] = Counter()
+        self.peak: Counter[str] = Counter()
         self._random = random.Random(seed)  # noqa: S311
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -275,10 +285,29 @@ class Emulator(LoopbackServer):
         self._stop.set()
         super().stop()
 
-    def count(self, kind: str) -> None:
+    def count(self, kind: str, call: bool = True) -> None:
+        """Count one call to *kind* (or, with call=False, one more fact about
+        a call already counted, such as its fault)."""
         with self._lock:
             self.calls[kind] += 1
-            self.calls["total"] += 1
+            if call:
+                self.calls["total"] += 1
+
+    def enter(self, key: str) -> str:
+        """Note one more call in flight for *key*; return its label."""
+        label = key_label(key)
+        with self._lock:
+            self.in_flight[label] += 1
+            self.peak[label] = max(self.peak[label], self.in_flight[label])
+        return label
+
+    def leave(self, label: str) -> None:
+        with self._lock:
+            self.in_flight[label] -= 1
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {"calls": dict(self.calls), "peak_in_flight": dict(self.peak)}
 
     def random_fault(self) -> str | None:
         with self._lock:
@@ -296,6 +325,7 @@ class Emulator(LoopbackServer):
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
+            self.peak.clear()
             self._once.clear()
 
     def hang(self, seconds: float) -> None:
@@ -323,16 +353,22 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         url = urlsplit(self.path)
         if url.path == "/_emulator/stats":
-            self._json(200, {"calls": dict(self.emulator.calls)})
+            self._json(200, self.emulator.stats())
             return
         if not url.path.startswith(PREFIX):
             self._json(404, {"message": "Not Found"})
             return
-        rest = url.path[len(PREFIX):]
+        label = self.emulator.enter(self.headers.get("X-API-Key", ""))
+        try:
+            self._api(url.path[len(PREFIX):], url.query)
+        finally:
+            self.emulator.leave(label)
+
+    def _api(self, rest: str, query_string: str) -> None:
         kind, _, arg = rest.rpartition("/")
         arg = unquote(arg)
         self.emulator.count(kind or rest)
-        if self.headers.get("X-API-Key") != self.emulator.api_key:
+        if self.headers.get("X-API-Key") not in self.emulator.api_keys:
             self._json(403, {"message": "Forbidden"},
                        {"SpyCloud-Error": "Invalid API key"})
             return
@@ -340,9 +376,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.emulator.latency:
             time.sleep(self.emulator.latency)
         if fault and self._inject(fault):
-            self.emulator.count("fault " + fault)
+            self.emulator.count("fault " + fault, call=False)
             return
-        query = parse_qs(url.query)
+        query = parse_qs(query_string)
         if kind == "breach/data/emails":
             self._emails(arg, query.get("cursor", [""])[0])
         elif kind == "breach/catalog":
@@ -437,12 +473,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8710)
     parser.add_argument("--api-key", default=DEFAULT_KEY)
+    parser.add_argument("--also-key", action="append", default=[],
+                        help="another key the emulator accepts")
     parser.add_argument("--latency-ms", type=float, default=0)
     parser.add_argument("--fault-rate", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     emulator = Emulator(args.host, args.port, args.api_key, args.latency_ms,
-                        args.fault_rate, args.seed)
+                        args.fault_rate, args.seed, args.also_key)
     print(f"SpyCloud emulator at {emulator.url}", flush=True)
     emulator.serve()
 

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,14 +36,18 @@ class EmulatorProcess:
     share a GIL with the load generator; counts are read over HTTP."""
 
     def __init__(self, host: str, port: int, api_key: str,
-                 latency_ms: float, fault_rate: float) -> None:
+                 latency_ms: float, fault_rate: float, seed: int = 0,
+                 more_keys: Sequence[str] = ()) -> None:
         self.port = port or free_port()
         self.url = f"http://{host}:{self.port}/enterprise-v2/"
         self._argv = [
             sys.executable, "-m", "devtools.emulator", "--host", host,
             "--port", str(self.port), "--api-key", api_key,
             "--latency-ms", str(latency_ms), "--fault-rate", str(fault_rate),
+            "--seed", str(seed),
         ]
+        for key in more_keys:
+            self._argv += ["--also-key", key]
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> EmulatorProcess:
@@ -80,12 +85,13 @@ class Stack:
         emulator_port: int = 0,
         jwks_port: int = 0,
         emulator_process: bool = False,
+        more_keys: Sequence[str] = (),
     ) -> None:
         self.api_key = api_key
         self.kit = kit or TokenKit()
         kind = EmulatorProcess if emulator_process else Emulator
         self.emulator = kind(host, emulator_port, api_key, latency_ms,
-                             fault_rate)
+                             fault_rate, 0, more_keys)
         self.jwks = JwksServer([self.kit], host, jwks_port)
         self.port = port or free_port()
         self.url = f"http://{host}:{self.port}"

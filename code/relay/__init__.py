@@ -115,6 +115,7 @@ def _register_body_cap(app: Flask, cap: int) -> None:
             # From here on the body is an ordinary one of known length.
             request.environ["wsgi.input"] = io.BytesIO(data)
             request.environ["CONTENT_LENGTH"] = str(len(data))
+            request.environ.pop("HTTP_TRANSFER_ENCODING", None)
 
 
 def _register_access_log(app: Flask) -> None:

@@ -107,7 +107,6 @@ def auth(make_token: Callable[..., str], jwks) -> dict[str, str]:
 
 E2E_KEY = "e2e-Key-5f3c9a2d1e60-not-for-logs"
 E2E_ENV = {
-    "WEB_CONCURRENCY": "2",
     "SPYCLOUD_READ_TIMEOUT": "2.5",
     "SPYCLOUD_CONNECT_TIMEOUT": "1",
     "RELAY_REQUEST_BUDGET": "6",
@@ -124,6 +123,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     log_path = tmp_path_factory.mktemp("relay") / "relay.log"
     with log_path.open("w") as log, Stack(
         api_key=E2E_KEY, env=E2E_ENV, log=log
+    ) as running:
+        running.log_path = log_path
+        running.tokens = []
+        running.emails = set()
+        yield running
+
+
+@pytest.fixture(scope="session")
+def hang_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A relay with a 1.5 s budget, for what hangs: tests need not wait long."""
+    from devtools.stack import Stack
+
+    log_path = tmp_path_factory.mktemp("hang") / "relay.log"
+    env = {**E2E_ENV, "RELAY_REQUEST_BUDGET": "1.5",
+           "SPYCLOUD_READ_TIMEOUT": "0.6", "SPYCLOUD_CONNECT_TIMEOUT": "0.5"}
+    with log_path.open("w") as log, Stack(
+        api_key=E2E_KEY, env=env, log=log
     ) as running:
         running.log_path = log_path
         running.tokens = []

@@ -106,18 +106,6 @@ def test_email_cannot_steer_the_spycloud_path(stack, value) -> None:
         assert doc["observables"] == [{"type": "email", "value": value}]
 
 
-def test_budget_returns_what_was_obtained(stack) -> None:
-    started = time.monotonic()
-    body = call(stack, stack.token(), [
-        {"type": "email", "value": "jane.doe@demo.test"},
-        {"type": "email", "value": "fault-hang@demo.test"},
-    ])
-    elapsed = time.monotonic() - started
-    assert body["data"]["sightings"]["count"] == 6
-    assert body["errors"][0]["type"] == "fatal"
-    assert elapsed < 6 + 2  # RELAY_REQUEST_BUDGET of the test stack, plus slack
-
-
 def test_body_too_large_and_garbage(stack) -> None:
     big = requests.post(stack.url + "/observe/observables", timeout=30,
                         data=b"[" + b" " * 2_000_000 + b"]",

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import requests
 import responses
+import stamina
 from responses import matchers
 
-from relay import ctim
+from relay import create_app, ctim
 
 from .conftest import API, API_KEY
 
@@ -114,7 +121,6 @@ def test_catalogs_batched_by_ten_without_repeats(client, mocked, auth) -> None:
     def catalogs(request):
         ids = request.path_url.rsplit("/", 1)[1].split(",")
         asked.append(ids)
-        import json
         return 200, {}, json.dumps(page([cat(int(i)) for i in ids]))
 
     mocked.add_callback(responses.GET, re.compile(CATALOG + ".*"), catalogs)
@@ -375,3 +381,144 @@ def test_email_cap_warns(app, client, mocked, auth) -> None:
         "type": "warning", "code": "too many observables",
         "message": f"Only the first {cap} of {cap + 5} emails were looked up.",
     }]}
+
+
+def test_breach_shared_by_two_emails_gives_one_indicator(
+        client, mocked, auth) -> None:
+    mocked.get(RECORDS + "a@example.com", json=page([rec(1, 7), rec(2, 8)]))
+    mocked.get(RECORDS + "b@example.com", json=page([rec(3, 7)]))
+    mocked.add_callback(responses.GET, re.compile(CATALOG + ".*"),
+                        lambda request: (200, {}, json.dumps(page([
+                            cat(int(i)) for i in
+                            request.path_url.rsplit("/", 1)[1].split(",")]))))
+    body = observe(client, auth, "a@example.com", "b@example.com")
+    data = body["data"]
+    assert [d["count"] for d in data.values()] == [3, 2, 3]
+    for kind in data.values():
+        ids = [doc["id"] for doc in kind["docs"]]
+        assert len(ids) == len(set(ids)) == kind["count"]
+    assert [i["id"] for i in data["indicators"]["docs"]] == [
+        ctim.indicator_id(7), ctim.indicator_id(8)
+    ]
+
+
+def test_case_variants_are_one_lookup_under_the_first_spelling(
+        client, mocked, auth) -> None:
+    mocked.get(RECORDS + "jane.doe@example.com", json=page([rec(1, 7)]))
+    mocked.get(CATALOG + "7", json=page([cat(7)]))
+    body = observe(client, auth, "Jane.Doe@Example.com", "jane.doe@example.com",
+                   "JANE.DOE@EXAMPLE.COM")
+    assert [s["observables"] for s in sightings(body)] == [
+        [{"type": "email", "value": "Jane.Doe@Example.com"}]
+    ]
+    assert len([c for c in mocked.calls if "/emails/" in c.request.url]) == 1
+
+
+def test_a_failing_email_leaves_the_others_whole(client, mocked, auth) -> None:
+    mocked.get(RECORDS + "a@example.com", json=page([rec(1, 7)]))
+    mocked.get(RECORDS + "b@example.com",
+               body=requests.exceptions.ReadTimeout())
+    mocked.get(CATALOG + "7", json=page([cat(7)]))
+    body = observe(client, auth, "a@example.com", "b@example.com")
+    assert body["errors"] == [{"type": "fatal", "code": "unknown",
+                               "message": "SpyCloud did not answer in time."}]
+    only = sightings(body)[0]
+    assert only["source_uri"] == "https://portal.spycloud.com/breach/catalog/uuid-7"
+    assert only["relations"][0]["relation"] == "Leaked_From"
+    assert body["data"]["indicators"]["count"] == 1
+    assert body["data"]["relationships"]["count"] == 1
+
+
+def test_missing_catalog_is_remembered_across_requests(
+        client, mocked, auth) -> None:
+    mocked.get(RECORDS + "a@example.com", json=page([rec(1, 7)]))
+    mocked.get(RECORDS + "b@example.com", json=page([rec(2, 7)]))
+    mocked.get(CATALOG + "7", json=page([]))
+    for email in ("a@example.com", "b@example.com"):
+        assert observe(client, auth, email)["errors"] == [{
+            "type": "warning", "code": "not found",
+            "message": "SpyCloud did not return results for 7",
+        }]
+    assert len([c for c in mocked.calls if "/catalog/" in c.request.url]) == 1
+
+
+def test_operator_caps_the_entity_limit(
+        settings, mocked, make_token, jwks) -> None:
+    app = create_app(dataclasses.replace(settings, max_entities_limit=5))
+    mocked.get(RECORDS + EMAIL, json=page([rec(n, day=1 + n) for n in range(9)]))
+    mocked.get(CATALOG + "1", json=page([cat(1)]))
+    token = make_token(CTR_ENTITIES_LIMIT=50)
+    body = observe(app.test_client(), {"Authorization": f"Bearer {token}"},
+                   EMAIL)
+    assert len(sightings(body)) == 5
+
+
+def concurrency_probe(delay: float) -> tuple[Callable, dict[str, int]]:
+    """A SpyCloud answer that takes *delay* s and tracks calls in flight."""
+    lock = threading.Lock()
+    seen = {"now": 0, "peak": 0}
+
+    def answer(request):
+        with lock:
+            seen["now"] += 1
+            seen["peak"] = max(seen["peak"], seen["now"])
+        time.sleep(delay)
+        with lock:
+            seen["now"] -= 1
+        return 200, {}, json.dumps(page([]))
+    return answer, seen
+
+
+def test_calls_in_flight_never_exceed_the_per_key_cap(
+        settings, mocked, auth) -> None:
+    app = create_app(dataclasses.replace(settings, max_concurrency=3))
+    answer, seen = concurrency_probe(0.05)
+    mocked.add_callback(responses.GET, re.compile(RECORDS + ".*"), answer)
+    with ThreadPoolExecutor(2) as pool:  # two requests of one customer
+        bodies = list(pool.map(
+            lambda prefix: observe(app.test_client(), auth, *[
+                f"{prefix}{n}@example.com" for n in range(8)]),
+            ("a", "b"),
+        ))
+    assert bodies == [{"data": {}}] * 2
+    assert seen["peak"] == 3
+
+
+def test_one_customer_does_not_wait_for_another(
+        settings, mocked, make_token, jwks) -> None:
+    app = create_app(dataclasses.replace(settings, max_concurrency=2))
+    release = threading.Event()
+
+    def answer(request):
+        if request.headers["X-API-Key"] == "key-a":
+            release.wait(10)
+        return 200, {}, json.dumps(page([]))
+
+    mocked.add_callback(responses.GET, re.compile(RECORDS + ".*"), answer)
+    token_a = {"Authorization": f"Bearer {make_token(key='key-a')}"}
+    token_b = {"Authorization": f"Bearer {make_token(key='key-b')}"}
+    with ThreadPoolExecutor(1) as pool:
+        big = pool.submit(observe, app.test_client(), token_a,
+                          *[f"a{n}@example.com" for n in range(40)])
+        try:
+            assert observe(app.test_client(), token_b, EMAIL) == {"data": {}}
+            assert not big.done()  # A is still waiting on its SpyCloud calls
+        finally:
+            release.set()
+        assert big.result(10) == {"data": {}}
+
+
+def test_retry_after_is_the_wait(client, mocked, auth) -> None:
+    waits: list[float] = []
+    mocked.get(RECORDS + EMAIL, status=429, headers={"Retry-After": "0.01"})
+    mocked.get(RECORDS + EMAIL, json=page([]))
+    hooks = stamina.instrumentation.get_on_retry_hooks()
+    stamina.set_testing(False)
+    stamina.instrumentation.set_on_retry_hooks(
+        [lambda details: waits.append(details.wait_for)])
+    try:
+        assert observe(client, auth, EMAIL) == {"data": {}}
+    finally:
+        stamina.instrumentation.set_on_retry_hooks(hooks)
+        stamina.set_testing(True, attempts=3)
+    assert waits == [0.01]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
 import pytest
+from dirty_equals import IsStr
 
 from relay.envelope import body
 from relay.errors import RelayError, warning
@@ -54,8 +56,39 @@ def test_routing_errors_are_json(client, method, path, status, reason) -> None:
     response = getattr(client, method)(path)
     assert response.status_code == status
     assert response.json == {
-        "code": status, "message": response.json["message"], "reason": reason,
+        "code": status, "message": IsStr(min_length=10), "reason": reason,
     }
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("get", "/version", {"POST"}),
+    ("put", "/observe/observables", {"POST"}),
+    ("post", "/watchdog", {"GET", "HEAD", "OPTIONS"}),
+])
+def test_405_names_the_allowed_methods(client, method, path, allow) -> None:
+    response = getattr(client, method)(path)
+    assert response.status_code == 405
+    assert set(response.headers["Allow"].split(", ")) >= allow
+    assert response.headers["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("size", [2_000_000, 1_048_577])
+def test_chunked_body_too_large(client, size) -> None:
+    response = client.post("/observe/observables",
+                           input_stream=io.BytesIO(b"[" + b" " * size + b"]"),
+                           headers={"Transfer-Encoding": "chunked"},
+                           content_type="application/json")
+    assert response.status_code == 413
+    assert response.json["reason"] == "RequestEntityTooLarge"
+
+
+def test_chunked_body_within_the_cap_is_read(client) -> None:
+    body = json.dumps([{"type": "domain", "value": "example.com"}]).encode()
+    response = client.post("/observe/observables",
+                           input_stream=io.BytesIO(body),
+                           headers={"Transfer-Encoding": "chunked"},
+                           content_type="application/json")
+    assert response.json == {"data": {}}
 
 
 def test_body_too_large(client) -> None:

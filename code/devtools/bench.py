@@ -1,12 +1,15 @@
 """`make bench`: the relay under gunicorn against the emulator, measured.
 
-Every SpyCloud call costs `--latency-ms` (default 50). Per scenario it
-prints the median wall time over `--repeat` runs, the floor (SpyCloud round
-trips × latency), their ratio, the SpyCloud calls made, and the relay
-worker's peak memory; beside it, the same work done the way the original
-relay did it: one call at a time, first page only, one catalog call per
-record, 0.25 s apart. Then a load run: many requests from concurrent
-clients, with throughput, p50, p99 and errors.
+The relay runs with its shipped defaults (no setting changed). Every
+SpyCloud call costs `--latency-ms` (default 50). Per scenario it prints the
+median wall time over `--repeat` runs, the floor (SpyCloud round trips ×
+latency), their ratio, the SpyCloud calls made, and the relay worker's
+peak memory; beside it, the same work done the way the original relay did
+it: one call at a time, first page only, one catalog call per record,
+0.25 s apart. Then: one customer's one-email lookup while another
+customer's 100-email request runs, as a ratio to the same lookup alone;
+the worker's peak memory growth while 20 emails of 9,000 records each are
+answered; a load run with throughput, p50, p99 and errors.
 
     cd code && python -m devtools.bench [--latency-ms 50] [--repeat 5]
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -24,10 +28,14 @@ from pathlib import Path
 
 import requests
 
+from relay.settings import Settings
+
 from .stack import Stack
 
 ORIGINAL_SPACING = 0.25  # seconds the original relay kept between calls
 ORIGINAL_LIMIT = 100
+CAP = Settings().max_concurrency  # the shipped per-key cap
+KEY_B = "bench-key-customer-b"
 
 
 @dataclass
@@ -50,14 +58,16 @@ def emails(kind: str, run: int) -> list[str]:
         return [f"n20.b10.s{group}.u1@bench.test"]
     if kind == "batch":
         return [f"n20.b10.s{group}.u{u}@bench.test" for u in range(2, 12)]
+    if kind == "hundred":
+        return [f"n20.b10.s{group + 400}.u{u}@bench.test" for u in range(100)]
     return [f"n2500.b5.s{group + 50}.u0@bench.test"]
 
 
 class Bench:
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Stack, key: str | None = None) -> None:
         self.stack = stack
         self.session = requests.Session()
-        self.token = stack.token()
+        self.token = stack.token(key=key) if key else stack.token()
         self.stats_url = stack.emulator.url.replace("/enterprise-v2/",
                                                     "/_emulator/")
 
@@ -81,13 +91,22 @@ class Bench:
     def reset(self) -> None:
         self.session.post(self.stats_url + "reset", timeout=5)
 
-    def peak_mb(self) -> float:
-        peaks = []
+    def memory_mb(self, field: str = "VmHWM") -> float:
+        """Return the worker's resident memory: its peak (VmHWM) or now."""
+        sizes = []
         for pid in self.stack.worker_pids():
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peaks.append(int(line.split()[1]) / 1024)
-        return max(peaks, default=0.0)
+                if line.startswith(field + ":"):
+                    sizes.append(int(line.split()[1]) / 1024)
+        return max(sizes, default=0.0)
+
+    def peak_mb(self) -> float:
+        return self.memory_mb()
+
+    def reset_peak(self) -> None:
+        """Start the worker's peak memory over from its current size."""
+        for pid in self.stack.worker_pids():
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
 
     def timed(self, values: Sequence[str]) -> tuple[float, int]:
         # SpyCloud's answers exist before it is asked: have the emulator build
@@ -146,10 +165,46 @@ def scenario(bench: Bench, name: str, round_trips: int, repeat: int,
         calls.append(made)
     row = Row(name, round_trips, statistics.median(times),
               int(statistics.median(calls)), bench.peak_mb())
-    if original:
+    if original and name != "hundred":
         values = emails(name, 900)
         row.original_seconds, row.original_calls = bench.original(values)
     return row
+
+
+def two_customers(a: Bench, b: Bench, repeat: int) -> tuple[float, float]:
+    """Return customer B's one-email latency alone, and while customer A's
+    100-email request runs (medians; B's breaches are new each time)."""
+    alone, loaded = [], []
+    for run in range(repeat):
+        alone.append(b.timed([f"n20.b10.s{600 + run}.u0@bench.test"])[0])
+    for run in range(repeat):
+        values = emails("hundred", 700 + run)
+        with ThreadPoolExecutor(1) as pool:
+            big = pool.submit(a.fetch, values)
+            time.sleep(0.1)  # A's request is under way
+            started = time.perf_counter()
+            b.fetch([f"n20.b10.s{800 + run}.u0@bench.test"])
+            loaded.append(time.perf_counter() - started)
+            if big.done():
+                raise RuntimeError("A's request ended before B's was timed")
+            big.result()
+    return statistics.median(alone), statistics.median(loaded)
+
+
+def memory(bench: Bench) -> tuple[float, float]:
+    """Return the worker's memory before, and its peak growth while 20
+    emails of 9,000 records each (9 pages, 10 breaches) are answered."""
+    values = [f"n9000.b10.s{i}@bench.test" for i in range(1001, 1021)]
+    for email in values:  # the emulator builds its records ahead
+        bench.session.get(bench.stack.emulator.url
+                          + f"breach/data/emails/{email}", timeout=60,
+                          headers={"X-API-Key": bench.stack.api_key})
+    before = bench.memory_mb("VmRSS")
+    bench.reset_peak()
+    body = bench.observe(values)
+    if body["data"]["sightings"]["count"] != 20 * ORIGINAL_LIMIT:
+        raise RuntimeError("the memory scenario did not answer in full")
+    return before, bench.memory_mb() - before
 
 
 def bare(bench: Bench, concurrent: int, repeat: int) -> float:
@@ -219,42 +274,44 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="make bench")
     parser.add_argument("--latency-ms", type=float, default=50)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--max-concurrency", type=int, default=10,
-                        help="SPYCLOUD_MAX_CONCURRENCY of the relay (10 lets"
-                        " a 10-email batch go out in one round trip)")
     parser.add_argument("--no-original", action="store_true",
                         help="skip the original-style sequential runs")
     parser.add_argument("--load-requests", type=int, default=200)
     parser.add_argument("--load-clients", type=int, default=16)
     args = parser.parse_args(argv)
-    env = {"WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "32",
-           "SPYCLOUD_MAX_CONCURRENCY": str(args.max_concurrency),
-           "LOG_LEVEL": "WARNING"}
-    with Stack(latency_ms=args.latency_ms, env=env,
-               emulator_process=True) as stack:
+    with Stack(latency_ms=args.latency_ms, emulator_process=True,
+               more_keys=[KEY_B]) as stack:
         bench = Bench(stack)
-        bench.session.post(stack.url + "/health", timeout=10, headers={
-            "Authorization": f"Bearer {bench.token}"})
+        other = Bench(stack, KEY_B)
+        for each in (bench, other):
+            each.session.post(stack.url + "/health", timeout=10, headers={
+                "Authorization": f"Bearer {each.token}"})
+        grown = memory(bench)
         rows = [
             scenario(bench, name, trips, args.repeat, not args.no_original)
             for name, trips in (("cold", 2), ("warm", 1), ("batch", 1),
-                                ("big", 4))
+                                ("big", 4), ("hundred", math.ceil(100 / CAP) + 1))
         ]
+        alone, loaded = two_customers(bench, other, args.repeat)
         figures = load(bench, args.load_requests, args.load_clients)
         single = bare(bench, 1, args.repeat)
         tenfold = bare(bench, 10, args.repeat)
         fetches = stack.jwks.fetches
-    print(f"relay: 1 gunicorn worker, {env['GUNICORN_THREADS']} threads,"
-          f" SPYCLOUD_MAX_CONCURRENCY={args.max_concurrency},"
-          f" median of {args.repeat} runs")
+        workers = len(stack.worker_pids())
+    print(f"relay: shipped defaults ({workers} gunicorn worker, per-key cap"
+          f" {CAP}), median of {args.repeat} runs")
     print(f"direct calls to the emulator, no relay: 1 call {single:.3f} s,"
           f" 10 concurrent calls {tenfold:.3f} s")
     report(rows, args.latency_ms / 1000)
+    print(f"two customers: B's one email alone {alone:.3f} s, while A's"
+          f" 100-email request runs {loaded:.3f} s, ratio {loaded / alone:.2f}")
+    print(f"memory: 20 emails x 9,000 records: worker {grown[0]:.0f} MB"
+          f" before, peak growth {grown[1]:.0f} MB")
     print(f"load: {figures['requests']} requests from {figures['clients']}"
           f" clients: {figures['throughput']:.0f} req/s,"
           f" p50 {figures['p50'] * 1000:.0f} ms,"
           f" p99 {figures['p99'] * 1000:.0f} ms, errors {figures['errors']}")
-    print(f"JWKS fetches over the whole run: {fetches} (1 worker)")
+    print(f"JWKS fetches over the whole run: {fetches}")
 
 
 if __name__ == "__main__":

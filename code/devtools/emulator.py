@@ -1,7 +1,7 @@
 """A SpyCloud enterprise-v2 emulator for demos, tests and benchmarks.
 
 Serves, under `/enterprise-v2/`, the endpoints the relay uses, as
-`spycloud-api.md` describes them:
+`docs/spycloud.md` describes them:
 
 - `breach/data/emails/{email}`: deterministic synthetic records, 1,000 a
   page, with opaque cursors in the `{"cursor", "hits", "results"}` envelope;

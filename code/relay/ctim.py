@@ -10,10 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-import heapq
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .records import Catalog, Record
@@ -37,8 +36,10 @@ SEVERITY_BANDS = ((2, "Low"), (5, "Medium"))
 CATALOG_CONFIDENCE = {1: "High", 2: "Medium", 3: "Low"}
 
 
+@functools.lru_cache(maxsize=4096)
 def time(value: dt.datetime) -> str:
-    """Format a UTC time as CTIM wants it, with microseconds and `Z`."""
+    """Format a UTC time as CTIM wants it, with microseconds and `Z`
+    (cached: SpyCloud's dates are days, shared by many records)."""
     return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -72,9 +73,15 @@ def data_table(record: Record) -> dict[str, Any]:
     """Show the record's remaining fields as a one-row string table."""
     shown = [(k, v) for k, v in record.fields if k not in HIDDEN_FIELDS]
     return {
-        "columns": [{"name": k, "type": "string"} for k, _ in shown],
-        "rows": [[_cell(v) for _, v in shown]],
+        "columns": _columns(tuple(k for k, _ in shown)),
+        "rows": [[v if type(v) is str else _cell(v) for _, v in shown]],
     }
+
+
+@functools.lru_cache(maxsize=1024)
+def _columns(names: tuple[str, ...]) -> list[dict[str, str]]:
+    # Records of one source share their field names: build the list once.
+    return [{"name": name, "type": "string"} for name in names]
 
 
 def sighting(
@@ -122,8 +129,10 @@ def sighting(
     return doc
 
 
+@functools.lru_cache(maxsize=1024)
 def indicator(catalog: Catalog) -> dict[str, Any]:
-    """Map one breach catalog to an Indicator."""
+    """Map one breach catalog to an Indicator (cached: a breach is shared
+    by many observables and requests)."""
     doc: dict[str, Any] = {
         "id": indicator_id(catalog.id),
         "type": "indicator",
@@ -180,36 +189,6 @@ def relationship(sighting_id: str, indicator_id_: str) -> dict[str, Any]:
         "source_ref": sighting_id,
         "target_ref": indicator_id_,
     }
-
-
-class Newest:
-    """The newest *limit* records seen so far, in a bounded heap.
-
-    Records arrive a page at a time; only *limit* are ever kept, so memory
-    follows the answer, not what SpyCloud holds. Ties keep SpyCloud's order.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._heap: list[tuple[dt.datetime, int, Record]] = []
-        self._seen = 0
-
-    def add(self, records: Iterable[Record]) -> None:
-        """Offer records in SpyCloud's order."""
-        heap = self._heap
-        for record in records:
-            # Among equal dates the later arrival sorts lower: dropped first.
-            item = (record.published, -self._seen, record)
-            self._seen += 1
-            if len(heap) < self.limit:
-                heapq.heappush(heap, item)
-            elif item[:2] > heap[0][:2]:
-                heapq.heapreplace(heap, item)
-
-    def records(self) -> list[Record]:
-        """Return the kept records, newest first."""
-        return [item[2] for item in sorted(
-            self._heap, key=lambda item: item[:2], reverse=True)]
 
 
 def observe(

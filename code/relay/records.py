@@ -1,6 +1,6 @@
 """SpyCloud payloads → checked values; the rest of the relay trusts these.
 
-Input, as `spycloud-api.md` describes it: list answers are
+Input, as `docs/spycloud.md` describes it: list answers are
 `{"cursor": str, "hits": int, "results": [object, ...]}`; a breach record has
 at least `document_id`, `source_id` (int) and `spycloud_publish_date`; a
 catalog has `id`, `uuid`, `title` and optional descriptive fields. Anything
@@ -11,7 +11,8 @@ else raises `PayloadError` (the whole answer is unusable) or `ValueError`
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import heapq
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,41 @@ class Catalog:
     combo_list: bool
 
 
+class Newest:
+    """The newest *limit* records seen so far, in a bounded heap.
+
+    Records arrive a page at a time; only *limit* are ever kept, so memory
+    follows the answer, not what SpyCloud holds. Ties keep SpyCloud's order.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._heap: list[tuple[dt.datetime, int, Record]] = []
+        self._seen = 0
+
+    def add(self, records: Iterable[Record]) -> None:
+        """Offer records in SpyCloud's order."""
+        heap = self._heap
+        for record in records:
+            # Among equal dates the later arrival sorts lower: dropped first.
+            item = (record.published, -self._seen, record)
+            self._seen += 1
+            if len(heap) < self.limit:
+                heapq.heappush(heap, item)
+            elif item[:2] > heap[0][:2]:
+                heapq.heapreplace(heap, item)
+
+    def wants(self, published: dt.datetime) -> bool:
+        """Say whether a record published then would be kept now (a tie
+        with the oldest kept record loses: it arrived later)."""
+        return len(self._heap) < self.limit or published > self._heap[0][0]
+
+    def records(self) -> list[Record]:
+        """Return the kept records, newest first."""
+        return [item[2] for item in sorted(
+            self._heap, key=lambda item: item[:2], reverse=True)]
+
+
 def parse_page(payload: Any) -> Page:
     """Check the list envelope of a SpyCloud answer."""
     if not isinstance(payload, dict):
@@ -76,8 +112,14 @@ def parse_page(payload: Any) -> Page:
     return Page(tuple(results), cursor, hits)
 
 
-def parse_record(raw: Any) -> Record:
-    """Check one breach record; raise ValueError if it cannot be mapped."""
+def parse_record(
+    raw: Any, keep: Callable[[dt.datetime], bool] | None = None
+) -> Record | None:
+    """Check one breach record; raise ValueError if it cannot be mapped.
+
+    With *keep*, a record whose publish date *keep* refuses is checked but
+    not built (None): most records of a long history are never kept.
+    """
     if not isinstance(raw, dict):
         raise ValueError("a record is not a JSON object")
     document_id = raw.get("document_id")
@@ -91,6 +133,8 @@ def parse_record(raw: Any) -> Record:
         raise ValueError(
             f"record {document_id} has no usable spycloud_publish_date"
         )
+    if keep is not None and not keep(published):
+        return None
     sighting = _as_int(raw.get("sighting"))
     machine = raw.get("infected_machine_id")
     return Record(

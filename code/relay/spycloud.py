@@ -8,7 +8,7 @@ page cap stopped the paging); the lookup decides what the analyst is told.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -16,7 +16,7 @@ from urllib.parse import quote
 from .budget import Budget
 from .errors import SpyCloudError
 from .records import (
-    Catalog, PayloadError, Page, Record, parse_catalog, parse_page,
+    Catalog, Newest, PayloadError, Page, Record, parse_catalog, parse_page,
     parse_record,
 )
 from .transport import Transport
@@ -28,12 +28,12 @@ CATALOG_BATCH = 10  # ids per catalog call: SpyCloud documents no limit
 
 
 @dataclass(frozen=True)
-class RecordPage:
-    """The usable records of one page, and what else the page told."""
+class Records:
+    """The newest records of one identifier, and what else SpyCloud told."""
 
-    records: tuple[Record, ...]
-    rejected: int  # records on the page that could not be parsed
-    capped: bool  # this is the last page read, and SpyCloud holds more
+    records: list[Record]  # newest first, at most the limit asked for
+    rejected: int  # records that could not be parsed
+    capped: bool  # the page cap stopped the paging: SpyCloud holds more
 
 
 class SpyCloud:
@@ -47,32 +47,33 @@ class SpyCloud:
         """Make one authenticated call, as the health check does."""
         self.transport.get_json(key, HEALTH_PATH, budget)
 
-    def record_pages(
-        self, key: str, selector: str, value: str, budget: Budget
-    ) -> Iterator[RecordPage]:
-        """Yield the pages of `breach/data/<selector>/<value>` one at a
-        time, following the cursor up to the page cap."""
+    def records(
+        self, key: str, selector: str, value: str, budget: Budget, limit: int
+    ) -> Records:
+        """Read `breach/data/<selector>/<value>`, every page up to the page
+        cap, keeping only the newest *limit* records as pages arrive."""
         path = f"breach/data/{selector}/" + quote(value, safe="@")
+        newest = Newest(limit)
         cursor = ""
         seen: set[str] = set()
-        for number in range(1, self.max_pages + 1):
-            payload = self.transport.get_json(
-                key, path, budget, {"cursor": cursor} if cursor else None
+        rejected = 0
+        for _ in range(self.max_pages):
+            answer = self.transport.get_json(
+                key, path, budget, {"cursor": cursor} if cursor else None,
+                parse=lambda payload: _fold(_page(payload), newest),
             )
-            if payload is None:  # 400: an identifier SpyCloud won't search
-                return
-            page = _page(payload)
-            cursor = page.cursor
+            if answer is None:  # 400: an identifier SpyCloud won't search
+                cursor = ""
+                break
+            cursor, unusable = answer
+            rejected += unusable
             if cursor in seen:
                 log.warning("SpyCloud repeated a cursor; paging stopped")
                 cursor = ""
             seen.add(cursor)
-            records, rejected = _records(page)
-            yield RecordPage(
-                records, rejected, capped=bool(cursor) and number == self.max_pages
-            )
             if not cursor:
-                return
+                break
+        return Records(newest.records(), rejected, capped=bool(cursor))
 
     def catalog_batch(
         self, key: str, ids: Sequence[int], budget: Budget
@@ -101,13 +102,18 @@ def _page(payload: Any) -> Page:
         ) from exc
 
 
-def _records(page: Page) -> tuple[tuple[Record, ...], int]:
-    records = []
+def _fold(page: Page, newest: Newest) -> tuple[str, int]:
+    """Offer a page's records to *newest*; return the page's cursor and how
+    many records were unusable. Records too old to be kept are checked but
+    never built, and the page is dropped once read."""
     rejected = 0
     for raw in page.results:
         try:
-            records.append(parse_record(raw))
+            record = parse_record(raw, newest.wants)
         except ValueError as exc:
             rejected += 1
             log.warning("unusable record skipped: %s", exc)
-    return tuple(records), rejected
+            continue
+        if record is not None:
+            newest.add((record,))
+    return page.cursor, rejected

@@ -10,7 +10,7 @@ import pytest
 from dirty_equals import IsStr
 
 from relay import ctim
-from relay.records import parse_catalog, parse_record
+from relay.records import Newest, parse_catalog, parse_record
 
 from .conftest import load
 
@@ -247,7 +247,7 @@ def test_observe_links_each_sighting_to_one_indicator_per_catalog() -> None:
 
 
 def newest(records: list, limit: int, pages: int = 1) -> list[str]:
-    kept = ctim.Newest(limit)
+    kept = Newest(limit)
     step = max(1, len(records) // pages)
     for start in range(0, len(records), step):
         kept.add(records[start:start + step])
@@ -274,7 +274,7 @@ def test_newest_ties_beyond_the_limit_keep_the_first_arrivals() -> None:
 
 
 def test_newest_holds_no_more_than_its_limit() -> None:
-    kept = ctim.Newest(2)
+    kept = Newest(2)
     for day in range(1, 29):
         kept.add([record(document_id=f"d{day}",
                          spycloud_publish_date=f"2021-02-{day:02d}")])

@@ -62,7 +62,7 @@ def test_spent_budget_makes_no_call(app, mocked) -> None:
     spycloud = app.extensions["relay"].spycloud
     budget = Budget(5, clock=iter([0.0, 10.0, 10.0, 10.0, 10.0]).__next__)
     with pytest.raises(SpyCloudError) as raised:
-        list(spycloud.record_pages(API_KEY, "emails", EMAIL, budget))
+        spycloud.records(API_KEY, "emails", EMAIL, budget, 100)
     assert raised.value.message == (
         "The relay's time budget of 5 s ran out before SpyCloud answered."
     )
@@ -78,7 +78,7 @@ def test_timeouts_never_exceed_the_budget(app, mocked) -> None:
 
     mocked.add_callback("GET", RECORDS, record)
     spycloud = app.extensions["relay"].spycloud
-    list(spycloud.record_pages(API_KEY, "emails", EMAIL, Budget(1.5)))
+    spycloud.records(API_KEY, "emails", EMAIL, Budget(1.5), 100)
     connect, read = seen[0]
     assert connect <= 1.5 and read <= 1.5
 

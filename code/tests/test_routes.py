@@ -179,14 +179,14 @@ def test_unexpected_exception_becomes_envelope(
 def test_unexpected_exception_in_one_email_keeps_the_others(
         app, client, mocked, auth, monkeypatch) -> None:
     spycloud = app.extensions["relay"].spycloud
-    real = spycloud.record_pages
+    real = spycloud.records
 
-    def record_pages(key: str, selector: str, value: str, budget: Any):
+    def records(key: str, selector: str, value: str, *args: Any):
         if value == "a@example.com":
             raise ValueError("bug")
-        return real(key, selector, value, budget)
+        return real(key, selector, value, *args)
 
-    monkeypatch.setattr(spycloud, "record_pages", record_pages)
+    monkeypatch.setattr(spycloud, "records", records)
     mocked.get(API + "breach/data/emails/b@example.com", json={
         "cursor": "", "hits": 1, "results": [{
             "document_id": "d1", "source_id": 7,

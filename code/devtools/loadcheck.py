@@ -149,13 +149,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                emulator_process=True) as stack:
         report = run(stack, args.requests, args.clients)
         fetches = stack.jwks.fetches
+        workers = len(stack.worker_pids())
         calls = requests.get(stack.emulator.url.replace(
             "/enterprise-v2/", "/_emulator/stats"), timeout=5).json()["calls"]
     faults = {k: v for k, v in calls.items() if k.startswith("fault")}
     print(report.summary())
     print(f"SpyCloud calls: {calls.get('total', 0)}, faults injected:"
           f" {sum(faults.values())} {faults}")
-    print(f"JWKS fetches: {fetches} (2 workers)")
+    print(f"JWKS fetches: {fetches} ({workers} gunicorn worker(s))")
     for problem in report.problems[:20]:
         print("  ", problem)
     raise SystemExit(1 if report.problems else 0)

@@ -1,13 +1,19 @@
 """A SpyCloud enterprise-v2 emulator for demos, tests and benchmarks.
 
-Serves, under `/enterprise-v2/`, the endpoints the relay uses, as
+Serves, under `/enterprise-v2/`, SpyCloud's endpoints as
 `docs/spycloud.md` describes them:
 
-- `breach/data/emails/{email}`: deterministic synthetic records, 1,000 a
-  page, with opaque cursors in the `{"cursor", "hits", "results"}` envelope;
-- `breach/catalog/{ids}`: comma-separated ids (at most 10), unknown ones
-  left out of `results`;
-- `watchlist/{identifier}`: what the relay's health check calls.
+- `breach/data/{emails,usernames,ips,domains}/{value}` and
+  `breach/data/watchlist`: deterministic synthetic records, 1,000 a page,
+  with opaque cursors (a blank first one is accepted) in the
+  `{"cursor", "hits", "results"}` envelope, filtered by `since`, `until`
+  (publish day), `severity` (a comma list), `source_id` and `type`
+  (`infected`, `corporate`);
+- `breach/catalog/{ids}`: comma-separated ids or uuids (at most 10),
+  unknown ones left out of `results`;
+- `watchlist/{identifier}`: what the relay's health check calls;
+- any other path: 403 `Missing Authentication Token`, as AWS API Gateway
+  answers.
 
 `X-API-Key` must equal the emulator's key, else 403 with
 `SpyCloud-Error: Invalid API key`.
@@ -25,7 +31,14 @@ Demo emails (any other address gets 0-8 records derived from its hash):
 | `nosite@demo.test` | a breach whose `site` is `n/a` |
 | `lists@demo.test` | list-valued fields (`ip_addresses`, `social_links`) |
 | `masked@demo.test` | fields the key is not entitled to: `********` |
-| `severities@demo.test` | severities 2, 5, 20, 25 and 30 |
+| `severities@demo.test` | severities 2, 5, 20, 25, 26 and 30 |
+| `recent@demo.test` | 8 records 1 to 800 days old (try `LOOKBACK_DAYS`) |
+| `cards@demo.test` | card fields (`cc_*`) and a password (try `MASK_PASSWORDS`) |
+| `longtext@demo.test` | a breach whose texts exceed CTIM's limits |
+| username `jdoe` | 4 records (`breach/data/usernames/jdoe`) |
+| IPs `203.0.113.5`, `2001:db8::5` | 3 infected-machine records each |
+| `breach/data/domains/<d>` | the records of alice, bob and carol at `<d>` |
+| `breach/data/watchlist` | 600 records of 40 identities over the last 90 days |
 | `n<R>.b<B>.s<S>[.u<U>]@bench.test` | R records, B breaches of set S (.u: same |
 |   | breaches, another user) |
 
@@ -47,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import datetime as dt
 import functools
 import hashlib
 import json
@@ -73,6 +87,11 @@ NAMESPACE = uuid.UUID("0b7c4f56-8a5e-4d8b-9a0c-6c1f5b1e2d3a")
 MISSING_CATALOG = 4040
 COMBO_CATALOG = 3001
 NOSITE_CATALOG = 3002
+LONG_CATALOG = 3003  # texts beyond CTIM's limits
+COUNTRIES = (("UNITED STATES", "US"), ("GERMANY", "DE"), ("FRANCE", "FR"),
+             ("BRAZIL", "BR"), ("JAPAN", "JP"), ("PAKISTAN", "PK"))
+SELECTORS = ("emails", "usernames", "ips", "domains")
+_UUIDS: dict[str, int] = {}  # catalog uuid → id, for look-ups by uuid
 FAULTS = (
     "slow", "throttle", "quota", "500", "502", "504", "badjson", "html",
     "hang", "drop",
@@ -126,6 +145,11 @@ def catalog(catalog_id: int) -> dict[str, Any] | None:
     if catalog_id == COMBO_CATALOG:
         doc.update(title="Combo List Collection", combo_list_flag="YES",
                    site="n/a", breach_main_category="combolist")
+    if catalog_id == LONG_CATALOG:
+        doc.update(title="Verbose " * 200 + "Breach",
+                   description="A very long description. " * 250,
+                   site_description="A site that says a lot. " * 250)
+    _UUIDS[doc["uuid"]] = catalog_id
     return doc
 
 
@@ -136,6 +160,7 @@ def _record(email: str, n: int, source_id: int, severity: int,
     day = 1 + rng.randrange(28)
     month = 1 + rng.randrange(12)
     year = 2016 + rng.randrange(10)
+    country, code = rng.choice(COUNTRIES)
     doc: dict[str, Any] = {
         "email": email,
         "email_domain": domain,
@@ -149,8 +174,14 @@ def _record(email: str, n: int, source_id: int, severity: int,
         "username": f"{local.split('.')[0]}{rng.randrange(100)}",
         "full_name": local.replace(".", " ").title(),
         "target_url": f"https://login.{domain}/",
-        "country": rng.choice(["US", "DE", "FR", "BR", "JP"]),
+        "country": country,
+        "country_code": code,
     }
+    # Real records leave out what does not apply, rather than send nulls.
+    if rng.random() < 0.3:
+        del doc["sighting"]
+    if rng.random() < 0.2:
+        del doc["username"]
     if severity >= 20:
         doc["password"] = f"demo-secret-{rng.getrandbits(48):012x}"
         doc["password_plaintext"] = doc["password"]
@@ -159,13 +190,18 @@ def _record(email: str, n: int, source_id: int, severity: int,
         doc["password"] = f"$2b$12${rng.getrandbits(96):024x}"
         doc["password_type"] = "bcrypt"
     if severity >= 25:
-        doc["infected_machine_id"] = str(uuid.uuid5(NAMESPACE, f"m{n}{email}"))
+        doc["infected_machine_id"] = hashlib.sha1(  # noqa: S324 (an id)
+            f"m{n}{email}".encode()).hexdigest()
         doc["infected_path"] = "C:\\Users\\demo\\AppData\\Local\\Temp\\x.exe"
         doc["user_os"] = "Windows 10 Pro"
         doc["ip_addresses"] = [f"198.51.100.{rng.randrange(255)}"]
+    if severity == 26:
+        doc["target_domain"] = f"app.{domain}"
+        doc["user_browser"] = "Chrome"
     if severity >= 30:
         doc["session_cookie"] = "********"
-    doc["record_modification_date"] = doc["spycloud_publish_date"]
+    if rng.random() < 0.7:
+        doc["record_modification_date"] = doc["spycloud_publish_date"]
     doc.update(extra or {})
     return doc
 
@@ -206,8 +242,15 @@ def records(email: str) -> tuple[dict[str, Any], ...]:
             "full_name": "********", "phone": "********", "dob": "********",
         })],
         "severities": lambda: [
-            _record(email, n, 1005, sev) for n, sev in enumerate((2, 5, 20, 25, 30))
+            _record(email, n, 1005, sev)
+            for n, sev in enumerate((2, 5, 20, 25, 26, 30))
         ],
+        "recent": lambda: recent(email, (1, 5, 12, 25, 40, 75, 200, 800),
+                                 [1008, 1009], (2, 5, 20, 25, 26)),
+        "cards": lambda: [_record(email, 0, 1004, 20, {
+            "cc_number": "4111111111111111", "cc_expiration": "12/29",
+            "cc_code": "123"})],
+        "longtext": lambda: _spread(email, 1, [LONG_CATALOG]),
     }
     if domain == "demo.test" and local in special:
         return tuple(special[local]())
@@ -217,30 +260,137 @@ def records(email: str) -> tuple[dict[str, Any], ...]:
     return tuple(_spread(email, count, sources))
 
 
+def recent(email: str, days: Sequence[int], sources: Sequence[int],
+           severities: Sequence[int]) -> list[dict[str, Any]]:
+    """Records published the given numbers of days ago (UTC)."""
+    today = dt.datetime.now(dt.timezone.utc).date()
+    return [
+        _record(email, n, sources[n % len(sources)],
+                severities[n % len(severities)], {
+                    "spycloud_publish_date":
+                    f"{today - dt.timedelta(days=ago)}T00:00:00Z"})
+        for n, ago in enumerate(days)
+    ]
+
+
+@functools.lru_cache(maxsize=256)
+def usernames(name: str) -> tuple[dict[str, Any], ...]:
+    """Return every record of a username, deterministically."""
+    if name == "jdoe":
+        return tuple(_record("john.doe@corp.example", n, source, sev,
+                             {"username": name})
+                     for n, (source, sev) in enumerate(
+                         ((1001, 20), (1002, 25), (1006, 26), (1003, 5))))
+    rng = _rng("username", name)
+    return tuple(_record(f"{name.lower()}@corp.example", n,
+                         rng.choice(range(1001, 1041)), rng.choice((5, 20)),
+                         {"username": name})
+                 for n in range(rng.randrange(4)))
+
+
+@functools.lru_cache(maxsize=256)
+def ips(address: str) -> tuple[dict[str, Any], ...]:
+    """Return every record of an IP address (infected machines)."""
+    demo = {"203.0.113.5": 3, "2001:db8::5": 3}
+    rng = _rng("ip", address)
+    count = demo.get(address, rng.randrange(3))
+    return tuple(_record(f"host{n}@corp.example", n, 1007 + n, (25, 26)[n % 2],
+                         {"ip_addresses": [address]})
+                 for n in range(count))
+
+
 @functools.lru_cache(maxsize=64)
-def page(email: str, offset: int) -> bytes:
-    """Return one serialized page of an email's records (kept: pages of
-    1,000 records take milliseconds to build, SpyCloud's take none)."""
-    found = records(email)
+def domains(domain: str) -> tuple[dict[str, Any], ...]:
+    """Return the records of three employees of a domain."""
+    return tuple(r for local in ("alice", "bob", "carol")
+                 for r in records(f"{local}@{domain}"))
+
+
+@functools.lru_cache(maxsize=4)
+def watchlist(day: str) -> tuple[dict[str, Any], ...]:
+    """Return the records of the customer's watchlist as of *day*: 40
+    identities, records spread over the last 90 days, every severity."""
+    rng = _rng("watchlist", "corp.example")
+    today = dt.date.fromisoformat(day)
+    found = []
+    for n in range(600):
+        ago = rng.randrange(91)
+        severity = rng.choice((2, 5, 5, 20, 20, 20, 25, 25, 26))
+        email = f"employee{rng.randrange(40)}@corp.example"
+        found.append(_record(email, n, rng.choice(range(1001, 1013)),
+                             severity, {"spycloud_publish_date":
+                                        f"{today - dt.timedelta(days=ago)}"
+                                        "T00:00:00Z"}))
+    found.sort(key=lambda r: r["spycloud_publish_date"], reverse=True)
+    return tuple(found)
+
+
+def find(selector: str, value: str) -> tuple[dict[str, Any], ...]:
+    """Return every record SpyCloud holds for `breach/data/<selector>`."""
+    if selector == "emails":
+        return records(value)
+    if selector == "usernames":
+        return usernames(value)
+    if selector == "ips":
+        return ips(value)
+    if selector == "domains":
+        return domains(value.lower())
+    return watchlist(dt.datetime.now(dt.timezone.utc).date().isoformat())
+
+
+def matches(record: dict[str, Any], query: dict[str, str]) -> bool:
+    """Apply SpyCloud's filters: since, until (publish day), severity (a
+    comma list), source_id and type."""
+    day = record["spycloud_publish_date"][:10]
+    if "since" in query and day < query["since"]:
+        return False
+    if "until" in query and day > query["until"]:
+        return False
+    if "severity" in query and str(record.get("severity")) not in \
+            query["severity"].split(","):
+        return False
+    if "source_id" in query and str(record["source_id"]) != query["source_id"]:
+        return False
+    infected = "infected_machine_id" in record
+    return {"infected": infected, "corporate": not infected}.get(
+        query.get("type", ""), True)
+
+
+FILTERS = ("since", "until", "severity", "source_id", "type")
+
+
+@functools.lru_cache(maxsize=64)
+def page(selector: str, value: str, filters: tuple[tuple[str, str], ...],
+         offset: int) -> bytes:
+    """Return one serialized page of an identifier's records (kept: pages
+    of 1,000 records take milliseconds to build, SpyCloud's take none)."""
+    query = dict(filters)
+    found = [r for r in find(selector, value) if matches(r, query)]
     end = offset + PAGE_SIZE
+    token = _identity(selector, value, filters)
     return json.dumps({
-        "cursor": _cursor(email, end) if end < len(found) else "",
+        "cursor": _cursor(token, end) if end < len(found) else "",
         "hits": len(found),
-        "results": list(found[offset:end]),
+        "results": found[offset:end],
     }).encode()
 
 
-def _cursor(email: str, offset: int) -> str:
-    token = json.dumps({"e": hashlib.sha256(email.encode()).hexdigest()[:12],
-                        "o": offset})
+def _identity(selector: str, value: str,
+              filters: tuple[tuple[str, str], ...]) -> str:
+    return hashlib.sha256(repr((selector, value, filters)).encode()
+                          ).hexdigest()[:12]
+
+
+def _cursor(identity: str, offset: int) -> str:
+    token = json.dumps({"e": identity, "o": offset})
     return base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
 
 
-def _offset(email: str, cursor: str) -> int | None:
+def _offset(identity: str, cursor: str) -> int | None:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         token = json.loads(raw)
-        if token["e"] != hashlib.sha256(email.encode()).hexdigest()[:12]:
+        if token["e"] != identity:
             return None
         return int(token["o"])
     except (ValueError, KeyError, TypeError):
@@ -248,6 +398,16 @@ def _offset(email: str, cursor: str) -> int | None:
 
 
 # --- the server ------------------------------------------------------------
+
+def _known(kind: str, arg: str) -> bool:
+    """Say whether a path is one of SpyCloud's (with its identifier)."""
+    if kind == "breach/data/watchlist":
+        return True
+    if kind in ("breach/catalog", "watchlist") or kind in {
+            f"breach/data/{selector}" for selector in SELECTORS}:
+        return bool(arg)
+    return False
+
 
 def key_label(key: str) -> str:
     """Name a key in the statistics without showing it."""
@@ -267,6 +427,7 @@ class Emulator(LoopbackServer):
         self.calls: Counter[str] = Counter()
         self.in_flight: Counter[str] = Counter()
         self.peak: Counter[str] = Counter()
+        self.queries: dict[str, dict[str, str]] = {}
         self._random = random.Random(seed)  # noqa: S311
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -293,6 +454,11 @@ class Emulator(LoopbackServer):
             if call:
                 self.calls["total"] += 1
 
+    def record_query(self, kind: str, query: dict[str, str]) -> None:
+        """Keep the last query string seen per endpoint, for tests."""
+        with self._lock:
+            self.queries[kind] = dict(query)
+
     def enter(self, key: str) -> str:
         """Note one more call in flight for *key*; return its label."""
         label = key_label(key)
@@ -307,7 +473,8 @@ class Emulator(LoopbackServer):
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {"calls": dict(self.calls), "peak_in_flight": dict(self.peak)}
+            return {"calls": dict(self.calls), "peak_in_flight": dict(self.peak),
+                    "last_query": dict(self.queries)}
 
     def random_fault(self) -> str | None:
         with self._lock:
@@ -365,28 +532,36 @@ class _Handler(BaseHTTPRequestHandler):
             self.emulator.leave(label)
 
     def _api(self, rest: str, query_string: str) -> None:
-        kind, _, arg = rest.rpartition("/")
-        arg = unquote(arg)
-        self.emulator.count(kind or rest)
+        if rest == "breach/data/watchlist":
+            kind, arg = rest, ""
+        else:
+            kind, _, arg = rest.rpartition("/")
+            arg = unquote(arg)
+        if not _known(kind, arg):  # SpyCloud sits behind AWS API Gateway
+            self.emulator.count("unknown path")
+            self._json(403, {"message": "Missing Authentication Token"})
+            return
+        self.emulator.count(kind)
         if self.headers.get("X-API-Key") not in self.emulator.api_keys:
             self._json(403, {"message": "Forbidden"},
                        {"SpyCloud-Error": "Invalid API key"})
             return
-        fault = self._fault(arg if kind == "breach/data/emails" else "")
+        fault = self._fault(arg if kind.startswith("breach/data/") else "")
         if self.emulator.latency:
             time.sleep(self.emulator.latency)
         if fault and self._inject(fault):
             self.emulator.count("fault " + fault, call=False)
             return
-        query = parse_qs(query_string)
-        if kind == "breach/data/emails":
-            self._emails(arg, query.get("cursor", [""])[0])
+        query = {k: v[0] for k, v in parse_qs(query_string,
+                                              keep_blank_values=True).items()}
+        self.emulator.record_query(kind, query)
+        if kind.startswith("breach/data/"):
+            self._records(kind.rpartition("/")[2] if arg else "watchlist",
+                          arg, query)
         elif kind == "breach/catalog":
             self._catalogs(arg)
-        elif kind == "watchlist":
-            self._list([{"identifier": arg, "type": "domain"}])
         else:
-            self._json(404, {"message": "Not Found"})
+            self._list([{"identifier": arg, "type": "domain"}])
 
     def _fault(self, email: str) -> str | None:
         header = self.headers.get("X-Emulator-Fault")
@@ -430,19 +605,34 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         return True
 
-    def _emails(self, email: str, cursor: str) -> None:
-        offset = _offset(email.lower(), cursor) if cursor else 0
+    def _records(self, selector: str, value: str,
+                 query: dict[str, str]) -> None:
+        if selector == "emails":
+            value = value.lower()  # SpyCloud indexes emails lower-cased
+        filters = tuple(sorted((k, v) for k, v in query.items()
+                               if k in FILTERS and v))
+        cursor = query.get("cursor", "")
+        offset = _offset(_identity(selector, value, filters), cursor) \
+            if cursor else 0
         if offset is None:
             self._json(400, {"message": "Invalid cursor"})
             return
-        self._raw(200, page(email.lower(), offset), "application/json")
+        self._raw(200, page(selector, value, filters, offset),
+                  "application/json")
 
     def _catalogs(self, ids: str) -> None:
         parts = [p.strip() for p in ids.split(",") if p.strip()]
-        if len(parts) > MAX_CATALOG_IDS or not all(p.isdigit() for p in parts):
+        if len(parts) > MAX_CATALOG_IDS:
             self._json(400, {"message": "Invalid catalog id list"})
             return
-        found = [c for c in (catalog(int(p)) for p in parts) if c]
+        found = []
+        for part in parts:
+            if part.isdigit():
+                doc = catalog(int(part))
+            else:  # a uuid of a catalog generated before
+                doc = catalog(_UUIDS[part]) if part in _UUIDS else None
+            if doc:
+                found.append(doc)
         self._list(found)
 
     def _list(self, results: list, hits: int | None = None,

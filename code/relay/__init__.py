@@ -21,6 +21,7 @@ from .envelope import body
 from .errors import RelayError
 from .jsonio import OrjsonProvider
 from .lookup import Lookup
+from .records_cache import RecordsCache
 from .settings import Settings
 from .spycloud import SpyCloud
 from .transport import Transport
@@ -57,9 +58,13 @@ def create_app(
     app.extensions["relay"] = Relay(
         settings=settings,
         spycloud=spycloud,
-        lookup=Lookup(spycloud, CatalogCache(
-            settings.catalog_cache_ttl, settings.catalog_cache_size
-        )),
+        lookup=Lookup(
+            spycloud,
+            CatalogCache(settings.catalog_cache_ttl,
+                         settings.catalog_cache_size),
+            RecordsCache(settings.records_cache_ttl,
+                         settings.records_cache_size),
+        ),
         jwks=JwksCache(
             requests.Session(),
             settings.jwks_url_template,

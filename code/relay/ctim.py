@@ -1,7 +1,8 @@
 """Pure mapping: checked SpyCloud records and catalogs → CTIM documents.
 
 Follows `docs/ctim.md`: one Sighting per record, one Indicator per
-catalog, one Relationship per sighting whose catalog has an indicator. No
+catalog, one Relationship per sighting whose catalog has an indicator;
+texts from SpyCloud cut to CTIM's limits; passwords masked on request. No
 I/O and no Flask here: everything arrives as arguments.
 """
 
@@ -17,6 +18,9 @@ from typing import Any
 
 from .records import Catalog, Record
 
+# An observable as CTIM names it: (type, value as sent).
+Observable = tuple[str, str]
+
 SCHEMA_VERSION = "1.0.17"
 SOURCE = "Spycloud"
 PORTAL_CATALOG_URL = "https://portal.spycloud.com/breach/catalog/{uuid}"
@@ -30,6 +34,15 @@ HIDDEN_FIELDS = frozenset({
     "email_username", "document_id", "source_id", "spycloud_publish_date",
     "severity",
 })
+
+# Fields whose values MASK_PASSWORDS hides (and every `cc_*` field).
+MASKED_FIELDS = frozenset({"password", "password_plaintext"})
+MASKED_PREFIX = "cc_"
+
+# CTIM's string limits, in characters (docs/ctim.md, "Length limits").
+SHORT_TEXT = 1024  # titles, tags, column names
+MEDIUM_TEXT = 2048  # short_description
+LONG_TEXT = 5000  # description, an external reference's description
 
 # Upper bounds of SpyCloud severity codes → CTIM severity; above → High.
 SEVERITY_BANDS = ((2, "Low"), (5, "Medium"))
@@ -69,33 +82,62 @@ def severity(record: Record, catalog: Catalog | None) -> str:
     return "High"
 
 
-def data_table(record: Record) -> dict[str, Any]:
-    """Show the record's remaining fields as a one-row string table."""
+def data_table(record: Record, mask: bool = False) -> dict[str, Any]:
+    """Show the record's remaining fields as a one-row string table; with
+    *mask*, password and card values are masked."""
     shown = [(k, v) for k, v in record.fields if k not in HIDDEN_FIELDS]
+    row = [v if type(v) is str else _cell(v) for _, v in shown]
+    if mask:
+        row = [masked(v) if _secret(k) else v
+               for (k, _), v in zip(shown, row)]
     return {
         "columns": _columns(tuple(k for k, _ in shown)),
-        "rows": [[v if type(v) is str else _cell(v) for _, v in shown]],
+        "rows": [row],
     }
+
+
+def masked(value: str) -> str:
+    """Hide a secret but its length: up to 4 characters all `*`, longer
+    ones keep their first and last character."""
+    if len(value) <= 4:
+        return "*" * len(value)
+    return value[0] + "*" * (len(value) - 2) + value[-1]
+
+
+def cut(text: str, limit: int) -> str:
+    """Cut *text* to CTIM's *limit* of characters, ending in `…` if cut."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _secret(field: str) -> bool:
+    return field in MASKED_FIELDS or field.startswith(MASKED_PREFIX)
 
 
 @functools.lru_cache(maxsize=1024)
 def _columns(names: tuple[str, ...]) -> list[dict[str, str]]:
     # Records of one source share their field names: build the list once.
-    return [{"name": name, "type": "string"} for name in names]
+    return [{"name": cut(name, SHORT_TEXT), "type": "string"}
+            for name in names]
 
 
 def sighting(
-    email: str, record: Record, catalog: Catalog | None
+    observable: Observable, record: Record, catalog: Catalog | None,
+    mask: bool = False,
 ) -> dict[str, Any]:
-    """Map one breach record of *email* to a Sighting."""
-    observables = [{"type": "email", "value": email}]
+    """Map one breach record found through *observable* to a Sighting."""
+    kind, value = observable
+    observables = [{"type": kind, "value": value}]
     observed = time(record.published)
     observed_time = {"start_time": observed, "end_time": observed}
     external_ids = [record.document_id, str(record.source_id)]
     if record.infected_machine_id:
         external_ids.append(record.infected_machine_id)
     doc: dict[str, Any] = {
-        "id": transient_id("sighting", email, record.document_id),
+        # An email's ids are those the relay always gave; other types name
+        # their type, so a record found two ways gives two sightings.
+        "id": transient_id("sighting", value, record.document_id)
+        if kind == "email" else
+        transient_id("sighting", kind, value, record.document_id),
         "type": "sighting",
         "schema_version": SCHEMA_VERSION,
         "source": SOURCE,
@@ -106,16 +148,17 @@ def sighting(
         "observables": observables,
         "observed_time": observed_time,
         "targets": [{
-            "type": "email",
+            "type": kind,
             "observables": observables,
             "observed_time": observed_time,
         }],
         "severity": severity(record, catalog),
         "external_ids": external_ids,
-        "description": "Present in "
-        + (catalog.title if catalog else "breach"),
+        "description": cut("Present in "
+                           + (catalog.title if catalog else "breach"),
+                           LONG_TEXT),
         "relations": [],
-        "data": data_table(record),
+        "data": data_table(record, mask),
     }
     if catalog is not None and catalog.uuid:
         doc["source_uri"] = PORTAL_CATALOG_URL.format(uuid=catalog.uuid)
@@ -123,7 +166,7 @@ def sighting(
         doc["relations"] = [{
             "origin": "Spycloud Breach Module",
             "relation": "Leaked_From",
-            "source": {"type": "email", "value": email},
+            "source": {"type": kind, "value": value},
             "related": {"type": "domain", "value": catalog.site},
         }]
     return doc
@@ -138,16 +181,16 @@ def indicator(catalog: Catalog) -> dict[str, Any]:
         "type": "indicator",
         "schema_version": SCHEMA_VERSION,
         "producer": SOURCE,
-        "title": catalog.title,
-        "short_description": catalog.title,
+        "title": cut(catalog.title, SHORT_TEXT),
+        "short_description": cut(catalog.title, MEDIUM_TEXT),
         "confidence": CATALOG_CONFIDENCE.get(catalog.confidence, "Low"),
         "external_ids": [str(catalog.id)]
         + ([catalog.uuid] if catalog.uuid else []),
         "external_references": external_references(catalog),
-        "tags": list(catalog.assets),
+        "tags": [cut(tag, SHORT_TEXT) for tag in catalog.assets],
     }
     if catalog.description is not None:
-        doc["description"] = catalog.description
+        doc["description"] = cut(catalog.description, LONG_TEXT)
     doc["valid_time"] = (
         {"start_time": time(catalog.published)} if catalog.published else {}
     )
@@ -166,13 +209,13 @@ def external_references(catalog: Catalog) -> list[dict[str, str]]:
     if catalog.site_description and catalog.site:
         refs.append({
             "source_name": SOURCE,
-            "description": catalog.site_description,
+            "description": cut(catalog.site_description, LONG_TEXT),
             "url": catalog.site,
         })
     if catalog.uuid and catalog.description:
         refs.append({
             "source_name": SOURCE,
-            "description": catalog.description,
+            "description": cut(catalog.description, LONG_TEXT),
             "url": PORTAL_CATALOG_URL.format(uuid=catalog.uuid),
             "external_id": catalog.uuid,
         })
@@ -192,16 +235,18 @@ def relationship(sighting_id: str, indicator_id_: str) -> dict[str, Any]:
 
 
 def observe(
-    email: str,
+    observable: Observable,
     records: Sequence[Record],
     catalogs: Mapping[int, Catalog],
+    mask: bool = False,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Map the records of one email and their catalogs to CTIM entities."""
+    """Map the records of one observable (type, value) and their catalogs
+    to CTIM entities."""
     sightings, indicators, relationships = [], [], []
     seen: set[int] = set()
     for record in records:
         catalog = catalogs.get(record.source_id)
-        doc = sighting(email, record, catalog)
+        doc = sighting(observable, record, catalog, mask)
         sightings.append(doc)
         if catalog is None:
             continue

@@ -14,10 +14,11 @@ key, limit and budget arrive as arguments.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -26,15 +27,18 @@ from .budget import Budget
 from .catalog_cache import CatalogCache
 from .envelope import Bundle
 from .errors import RelayError, warning
+from .auth import Options
 from .observables import Observable
-from .records import Catalog
+from .records import Catalog, RecordFilter
+from .records_cache import RecordsCache
 from .spycloud import CATALOG_BATCH, Records, SpyCloud
 from .transport import key_digest, out_of_time
 
 log = logging.getLogger(__name__)
 
 # SpyCloud's path segment for each observable type.
-SELECTORS = {"email": "emails"}
+SELECTORS = {"email": "emails", "user": "usernames", "ip": "ips",
+             "ipv6": "ips"}
 # Every call ends by the budget (its timeouts are cut to what is left); this
 # lets a call that ends right at the deadline report its own error.
 GRACE = 0.1
@@ -42,14 +46,28 @@ POOL_THREADS = 1024  # above gunicorn's threads × the per-key cap
 
 Entities = dict[str, list[dict[str, Any]]]
 Then = Callable[[Future], None]
+# Turns one observable's records and the request's catalogs into a result.
+Mapper = Callable[[Observable, Records, Mapping[int, Catalog]], Any]
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
 
 
 class Lookup:
     """Answers observe requests with one SpyCloud client and catalog cache."""
 
-    def __init__(self, spycloud: SpyCloud, catalogs: CatalogCache) -> None:
+    def __init__(
+        self,
+        spycloud: SpyCloud,
+        catalogs: CatalogCache,
+        records: RecordsCache,
+        clock: Callable[[], dt.datetime] = _utcnow,
+    ) -> None:
         self.spycloud = spycloud
         self.catalog_cache = catalogs
+        self.records_cache = records
+        self.clock = clock
         # Threads start as tasks need them and are reused. Each request keeps
         # at most the per-key cap of tasks here, so with this many threads
         # no request's task ever queues behind another request's.
@@ -59,34 +77,73 @@ class Lookup:
         self,
         key: str,
         observables: Sequence[Observable],
-        limit: int,
+        options: Options,
         budget: Budget,
     ) -> tuple[Bundle, list[RelayError]]:
         """Return the CTIM entities of *observables*, in order, and the
         errors met; everything is over when the budget is."""
-        request = _Observe(self, key, observables, limit, budget)
-        return request.run()
+        def entities(observable: Observable, found: Records,
+                     catalogs: Mapping[int, Catalog]) -> Entities:
+            return ctim.observe((observable.type, observable.value),
+                                found.records, catalogs,
+                                options.mask_passwords)
+
+        mapped, errors = _Observe(self, key, observables, options, budget,
+                                  entities).run()
+        bundle = Bundle()
+        for each in mapped:
+            if each is not None:
+                bundle.add(each)
+        return bundle, errors
+
+    def breaches(
+        self,
+        key: str,
+        observables: Sequence[Observable],
+        options: Options,
+        budget: Budget,
+    ) -> tuple[list[list[Catalog] | None], list[RelayError]]:
+        """Return, per observable (None where SpyCloud failed), the catalogs
+        of the breaches it appears in, newest first: refer's Browse links."""
+        def catalogs_of(observable: Observable, found: Records,
+                        catalogs: Mapping[int, Catalog]) -> list[Catalog]:
+            ids = dict.fromkeys(r.source_id for r in found.records)
+            return [catalogs[i] for i in ids if i in catalogs]
+
+        return _Observe(self, key, observables, options, budget,
+                        catalogs_of).run()
+
+    def filter(self, options: Options) -> RecordFilter:
+        """Return the records a module's options ask for."""
+        since = None
+        if options.lookback_days:
+            today = self.clock().astimezone(dt.timezone.utc).date()
+            since = today - dt.timedelta(days=options.lookback_days)
+        return RecordFilter(options.min_severity, since)
 
 
 class _Observe:
-    """The state of one observe request.
+    """The state of one request's lookup.
 
-    Tasks run on the request's own threads; only the request's thread
-    reacts to their ends (`_drain`), so this state needs no lock and no
-    task waits on another.
+    Tasks run on the lookup's threads; only the request's thread reacts to
+    their ends (`_drain`), so this state needs no lock and no task waits on
+    another. Each observable is handed to *mapper* as soon as its records
+    and catalogs are known.
     """
 
     def __init__(self, lookup: Lookup, key: str,
-                 observables: Sequence[Observable], limit: int,
-                 budget: Budget) -> None:
+                 observables: Sequence[Observable], options: Options,
+                 budget: Budget, mapper: Mapper) -> None:
         self.lookup = lookup
         self.key = key
         self.owner = key_digest(key)
         self.observables = observables
-        self.limit = limit
+        self.limit = options.entities_limit
+        self.only = lookup.filter(options)
         self.budget = budget
+        self.mapper = mapper
         self.found: dict[int, Records | RelayError] = {}
-        self.mapped: dict[int, Entities] = {}
+        self.mapped: dict[int, Any] = {}
         self.catalogs: dict[int, Catalog] = {}
         self.missing: dict[int, None] = {}
         self.errors: list[RelayError] = []
@@ -101,13 +158,22 @@ class _Observe:
         self.backlog: deque[tuple[Callable[[], Any], Then]] = deque()
         self.done: queue.SimpleQueue[Future] = queue.SimpleQueue()
 
-    def run(self) -> tuple[Bundle, list[RelayError]]:
+    def run(self) -> tuple[list[Any], list[RelayError]]:
+        """Return what *mapper* made of each observable, in the order sent
+        (None where it could not be read), and the errors met."""
         for index, observable in enumerate(self.observables):
+            key = (self.owner, observable.type, observable.query, self.limit,
+                   self.only)
+            cached = self.lookup.records_cache.get(key)
+            if cached is not None:
+                self._records_found(index, cached)
+                continue
             self._submit(
                 lambda o=observable: self.lookup.spycloud.records(
                     self.key, SELECTORS[o.type], o.query, self.budget,
-                    self.limit),
-                lambda future, i=index: self._records_done(i, future),
+                    self.limit, self.only),
+                lambda future, i=index, k=key: self._records_done(
+                    i, k, future),
             )
         if not self._drain():  # the budget ran out with calls open
             self.errors.append(out_of_time(self.budget))
@@ -143,11 +209,17 @@ class _Observe:
             self._fill()
         return True
 
-    def _records_done(self, index: int, future: Future) -> None:
+    def _records_done(self, index: int, key: Hashable,
+                      future: Future) -> None:
         found = _result(future)
-        self.found[index] = found
         if isinstance(found, RelayError):
+            self.found[index] = found
             return
+        self.lookup.records_cache.put(key, found)
+        self._records_found(index, found)
+
+    def _records_found(self, index: int, found: Records) -> None:
+        self.found[index] = found
         ids = list(dict.fromkeys(r.source_id for r in found.records))
         fresh = [i for i in ids if i not in self.resolved
                  and i not in self.awaited]
@@ -199,30 +271,32 @@ class _Observe:
 
     def _map(self, index: int) -> None:
         found: Records = self.found[index]  # only a Records is ever mapped
-        self.mapped[index] = ctim.observe(
-            self.observables[index].value, found.records, self.catalogs)
+        self.mapped[index] = self.mapper(
+            self.observables[index], found, self.catalogs)
 
-    def _answer(self) -> tuple[Bundle, list[RelayError]]:
+    def _answer(self) -> tuple[list[Any], list[RelayError]]:
         """Assemble the answer in the order observables were sent; an
         observable whose catalogs never came is mapped without them."""
-        bundle = Bundle()
+        mapped: list[Any] = []  # one per observable, None if not found
         errors: list[RelayError] = []
         max_pages = self.lookup.spycloud.max_pages
         for index, observable in enumerate(self.observables):
             found = self.found.get(index)
-            if isinstance(found, RelayError):
-                errors.append(found)
-            elif found is not None:
+            if not isinstance(found, Records):
+                mapped.append(None)
+                if found is not None:
+                    errors.append(found)
+            else:
                 errors.extend(_notes(observable, found, max_pages))
                 if index not in self.mapped:
                     self._map(index)
-                bundle.add(self.mapped[index])
+                mapped.append(self.mapped[index])
         errors.extend(self.errors)
         errors.extend(
             warning("not found", f"SpyCloud did not return results for {i}")
             for i in self.missing
         )
-        return bundle, errors
+        return mapped, errors
 
 
 def _result(future: Future) -> Any:

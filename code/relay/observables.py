@@ -1,10 +1,12 @@
-"""The observe request body: validated, then reduced to the emails to query."""
+"""The observe and refer request body: validated, then reduced to the
+observables to look up (docs/xdr.md, "Observable types")."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,8 +14,8 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from .errors import InvalidArgumentError, RelayError, warning
 
-SUPPORTED_TYPES = frozenset({"email"})
 MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit
+MAX_USERNAME_LENGTH = 256
 # A plausible address: one @, a local part without spaces or controls, and a
 # dotted domain of letters, digits and hyphens (IDNs arrive as punycode or
 # Unicode letters). Anything else is never sent to SpyCloud.
@@ -40,7 +42,7 @@ class Observable:
 
     type: str
     value: str  # as the analyst sent it: the answer's entities carry it
-    query: str  # normalised (emails lower-cased): the lookup and its identity
+    query: str  # normalised: what SpyCloud is asked, and the identity
 
 
 @dataclass(frozen=True)
@@ -61,35 +63,84 @@ def load(payload: Any) -> list[dict[str, str]]:
         raise InvalidArgumentError(json.dumps(exc.messages)) from None
 
 
-def emails(observables: Sequence[dict[str, str]], cap: int) -> Query:
-    """Keep supported, plausible, distinct emails in order, at most *cap*.
+def supported(observables: Sequence[dict[str, str]], cap: int) -> Query:
+    """Keep supported, valid, distinct observables in order, at most *cap*.
 
-    Emails compare lower-cased (SpyCloud indexes them so); the first
-    spelling sent is the one answered.
+    Each value is checked for its type before anything is sent; emails
+    compare lower-cased and addresses normalised, and the first spelling
+    sent is the one answered.
     """
-    wanted: dict[str, Observable] = {}
+    wanted: dict[tuple[str, str], Observable] = {}
     notes: list[RelayError] = []
     for observable in observables:
-        if observable["type"].strip().lower() not in SUPPORTED_TYPES:
+        kind = observable["type"].strip().lower()
+        check = CHECKS.get(kind)
+        if check is None:
             continue
         value = observable["value"]
-        query = value.lower()
-        if query in wanted:
-            continue
-        if len(value) > MAX_EMAIL_LENGTH or not EMAIL.fullmatch(value):
+        query = check(value)
+        if query is None:
             shown = value if len(value) <= 80 else value[:77] + "..."
             notes.append(warning(
                 "invalid argument",
-                f"{shown!r} is not a valid email address; it was not"
+                f"{shown!r} is not a valid {NAMES[kind]}; it was not"
                 " looked up.",
             ))
             continue
-        wanted[query] = Observable("email", value, query)
+        wanted.setdefault((kind, query), Observable(kind, value, query))
     chosen = tuple(wanted.values())
     if len(chosen) > cap:
         notes.append(warning(
             "too many observables",
-            f"Only the first {cap} of {len(chosen)} emails were looked up.",
+            f"Only the first {cap} of {len(chosen)} observables were looked"
+            " up.",
         ))
         chosen = chosen[:cap]
     return Query(chosen, tuple(notes))
+
+
+def email(value: str) -> str | None:
+    """Return the address lower-cased (SpyCloud indexes emails so), or None
+    if it is not a plausible email."""
+    if len(value) > MAX_EMAIL_LENGTH or not EMAIL.fullmatch(value):
+        return None
+    return value.lower()
+
+
+def username(value: str) -> str | None:
+    """Return the username, or None if it is empty, too long, holds a `/`
+    or anything unprintable."""
+    if not value.strip() or len(value) > MAX_USERNAME_LENGTH or "/" in value:
+        return None
+    return value if value.isprintable() else None
+
+
+def ipv4(value: str) -> str | None:
+    """Return a single IPv4 address in its normal form, or None."""
+    address = _address(value)
+    return str(address) if isinstance(address, ipaddress.IPv4Address) \
+        else None
+
+
+def ipv6(value: str) -> str | None:
+    """Return a single IPv6 address, compressed, or None; an IPv4-mapped
+    address (`::ffff:a.b.c.d`) is an `ip` observable, not an `ipv6` one."""
+    address = _address(value)
+    if not isinstance(address, ipaddress.IPv6Address) \
+            or address.ipv4_mapped or address.scope_id:
+        return None
+    return address.compressed
+
+
+def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(value.strip())
+    except ValueError:  # not an address: a CIDR, a name, a path
+        return None
+
+
+CHECKS: dict[str, Callable[[str], str | None]] = {
+    "email": email, "user": username, "ip": ipv4, "ipv6": ipv6,
+}
+NAMES = {"email": "email address", "user": "username",
+         "ip": "IPv4 address", "ipv6": "IPv6 address"}

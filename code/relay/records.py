@@ -96,6 +96,21 @@ class Newest:
             self._heap, key=lambda item: item[:2], reverse=True)]
 
 
+@dataclass(frozen=True)
+class RecordFilter:
+    """Which records a module wants: a minimum SpyCloud severity (records
+    without one, and unknown higher codes, are kept) and a first day."""
+
+    min_severity: int = 0
+    since: dt.date | None = None
+
+    def admits(self, record: Record) -> bool:
+        """Say whether *record* passes the filter."""
+        if record.severity is not None and record.severity < self.min_severity:
+            return False
+        return self.since is None or record.published.date() >= self.since
+
+
 def parse_page(payload: Any) -> Page:
     """Check the list envelope of a SpyCloud answer."""
     if not isinstance(payload, dict):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from . import observables
+from . import observables, refer as links
 from .auth import Claims, authorize
 from .budget import Budget
 from .envelope import body
@@ -16,7 +16,9 @@ bp = Blueprint("relay", __name__)
 
 ROUTES = {
     "POST /health": "checks the SpyCloud API key of the configuration token",
-    "POST /observe/observables": "enriches email observables",
+    "POST /observe/observables": "enriches email, user, ip and ipv6"
+    " observables",
+    "POST /refer/observables": "pivot links to the SpyCloud portal",
     "POST /version": "shows the relay's version",
     "GET /watchdog": "answers the Health-Check header (liveness)",
 }
@@ -81,18 +83,44 @@ def health():
     return jsonify(body({"status": "ok"}))
 
 
-@bp.post("/observe/observables")
-def observe():
-    """Answer sightings, indicators and relationships for email observables."""
-    settings = _settings()
+def _observables() -> observables.Query:
+    """Validate the body and keep the observables to look up."""
     loaded = observables.load(request.get_json(force=True, silent=True))
     g.observables = len(loaded)
-    query = observables.emails(loaded, settings.max_emails_per_request)
+    return observables.supported(loaded, _settings().max_emails_per_request)
+
+
+@bp.post("/observe/observables")
+def observe():
+    """Answer sightings, indicators and relationships for observables."""
+    query = _observables()
     if not query.observables:
         return jsonify(body({}, query.warnings))
     budget = _budget()
     claims = _claims(budget)
     bundle, errors = current_app.extensions["relay"].lookup.observe(
-        claims.key, query.observables, claims.entities_limit, budget
+        claims.key, query.observables, claims.options, budget
     )
-    return jsonify(body(bundle.json(), [*query.warnings, *errors]))
+    return jsonify(body(bundle.json(),
+                        [*query.warnings, *claims.warnings, *errors]))
+
+
+@bp.post("/refer/observables")
+def refer():
+    """Answer pivot links: Search for each observable, Browse per breach."""
+    query = _observables()
+    if not query.observables:
+        return jsonify(body([], query.warnings))
+    budget = _budget()
+    claims = _claims(budget)
+    portal = _settings().portal_url
+    found, errors = current_app.extensions["relay"].lookup.breaches(
+        claims.key, query.observables, claims.options, budget
+    )
+    references: dict[str, dict] = {}
+    for observable, catalogs in zip(query.observables, found):
+        for link in [links.search(portal, observable.type, observable.value),
+                     *links.browse(portal, observable.type, catalogs or ())]:
+            references.setdefault(link["id"], link)
+    return jsonify(body(list(references.values()),
+                        [*query.warnings, *claims.warnings, *errors]))

@@ -13,6 +13,7 @@ DEFAULT_JWKS_HOSTS = (
     "visibility.apjc.amp.cisco.com",
 )
 DEFAULT_JWKS_URL_TEMPLATE = "https://{jwks_host}/.well-known/jwks"
+DEFAULT_PORTAL_URL = "https://portal.spycloud.com"
 
 
 class SettingsError(ValueError):
@@ -43,6 +44,9 @@ class Settings:
     max_emails_per_request: int = 100
     max_entities_limit: int = 1000
     max_body_bytes: int = 1_048_576
+    records_cache_ttl: float = 300.0
+    records_cache_size: int = 50_000
+    portal_url: str = DEFAULT_PORTAL_URL
     log_level: str = "INFO"
 
     @classmethod
@@ -86,6 +90,11 @@ class Settings:
             ),
             max_entities_limit=reader.integer("MAX_ENTITIES_LIMIT", 1000),
             max_body_bytes=reader.integer("MAX_BODY_BYTES", 1_048_576),
+            records_cache_ttl=reader.number("RECORDS_CACHE_TTL", 300.0,
+                                            zero=True),
+            records_cache_size=reader.integer("RECORDS_CACHE_SIZE", 50_000),
+            portal_url=reader.text("SPYCLOUD_PORTAL_URL",
+                                   DEFAULT_PORTAL_URL).rstrip("/"),
             log_level=reader.text("LOG_LEVEL", "INFO").upper(),
         )
 
@@ -105,6 +114,9 @@ class Settings:
             "catalog_cache_ttl": self.catalog_cache_ttl,
             "max_emails_per_request": self.max_emails_per_request,
             "max_entities_limit": self.max_entities_limit,
+            "records_cache_ttl": self.records_cache_ttl,
+            "records_cache_size": self.records_cache_size,
+            "portal_url": self.portal_url,
         }
 
 
@@ -120,7 +132,7 @@ class _Reader:
     def flag(self, name: str) -> bool:
         return self.text(name, "").lower() in {"1", "true", "yes", "on"}
 
-    def number(self, name: str, default: float) -> float:
+    def number(self, name: str, default: float, zero: bool = False) -> float:
         raw = self.text(name, "")
         if not raw:
             return default
@@ -128,7 +140,7 @@ class _Reader:
             value = float(raw)
         except ValueError:
             raise SettingsError(f"{name} must be a number, not {raw!r}") from None
-        if value <= 0:
+        if value < 0 or (value == 0 and not zero) or value != value:
             raise SettingsError(f"{name} must be positive, not {raw!r}")
         return value
 

@@ -16,8 +16,8 @@ from urllib.parse import quote
 from .budget import Budget
 from .errors import SpyCloudError
 from .records import (
-    Catalog, Newest, PayloadError, Page, Record, parse_catalog, parse_page,
-    parse_record,
+    Catalog, Newest, PayloadError, Page, Record, RecordFilter, parse_catalog,
+    parse_page, parse_record,
 )
 from .transport import Transport
 
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 HEALTH_PATH = "watchlist/example.org"
 CATALOG_BATCH = 10  # ids per catalog call: SpyCloud documents no limit
+EVERY_RECORD = RecordFilter()
 
 
 @dataclass(frozen=True)
@@ -48,19 +49,23 @@ class SpyCloud:
         self.transport.get_json(key, HEALTH_PATH, budget)
 
     def records(
-        self, key: str, selector: str, value: str, budget: Budget, limit: int
+        self, key: str, selector: str, value: str, budget: Budget, limit: int,
+        only: RecordFilter = EVERY_RECORD,
     ) -> Records:
         """Read `breach/data/<selector>/<value>`, every page up to the page
-        cap, keeping only the newest *limit* records as pages arrive."""
+        cap, keeping only the newest *limit* records that pass *only* as
+        pages arrive. Its first day is sent to SpyCloud as `since`."""
         path = f"breach/data/{selector}/" + quote(value, safe="@")
         newest = Newest(limit)
+        since = {"since": only.since.isoformat()} if only.since else {}
         cursor = ""
         seen: set[str] = set()
         rejected = 0
         for _ in range(self.max_pages):
             answer = self.transport.get_json(
-                key, path, budget, {"cursor": cursor} if cursor else None,
-                parse=lambda payload: _fold(_page(payload), newest),
+                key, path, budget,
+                {**since, "cursor": cursor} if cursor else since or None,
+                parse=lambda payload: _fold(_page(payload), newest, only),
             )
             if answer is None:  # 400: an identifier SpyCloud won't search
                 cursor = ""
@@ -102,7 +107,7 @@ def _page(payload: Any) -> Page:
         ) from exc
 
 
-def _fold(page: Page, newest: Newest) -> tuple[str, int]:
+def _fold(page: Page, newest: Newest, only: RecordFilter) -> tuple[str, int]:
     """Offer a page's records to *newest*; return the page's cursor and how
     many records were unusable. Records too old to be kept are checked but
     never built, and the page is dropped once read."""
@@ -114,6 +119,6 @@ def _fold(page: Page, newest: Newest) -> tuple[str, int]:
             rejected += 1
             log.warning("unusable record skipped: %s", exc)
             continue
-        if record is not None:
+        if record is not None and only.admits(record):
             newest.add((record,))
     return page.cursor, rejected

@@ -58,10 +58,13 @@ def kit() -> TokenKit:
 
 @pytest.fixture
 def settings() -> Settings:
+    """Settings for unit tests: each request asks SpyCloud afresh (the
+    records cache has tests of its own)."""
     return Settings(
         spycloud_api_url=API,
         allowed_jwks_hosts=frozenset({JWKS_HOST}),
         jwks_url_template="http://{jwks_host}/.well-known/jwks",
+        records_cache_ttl=0,
     )
 
 

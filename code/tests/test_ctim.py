@@ -15,6 +15,7 @@ from relay.records import Newest, parse_catalog, parse_record
 from .conftest import load
 
 EMAIL = "Jane.Doe@example.com"
+OBS = ("email", EMAIL)
 SIGHTING_ID = IsStr(regex=r"transient:sighting-[0-9a-f-]{36}")
 INDICATOR_ID = IsStr(regex=r"transient:indicator-[0-9a-f-]{36}")
 PORTAL = "https://portal.spycloud.com/breach/catalog/"
@@ -38,7 +39,7 @@ def test_sighting_whole_document() -> None:
         "end_time": "2020-04-16T00:00:00.000000Z",
     }
     observables = [{"type": "email", "value": EMAIL}]
-    assert ctim.sighting(EMAIL, record(), catalog()) == {
+    assert ctim.sighting(OBS, record(), catalog()) == {
         "id": SIGHTING_ID,
         "type": "sighting",
         "schema_version": "1.0.17",
@@ -81,7 +82,7 @@ def test_sighting_whole_document() -> None:
 
 
 def test_sighting_without_catalog() -> None:
-    doc = ctim.sighting(EMAIL, record(), None)
+    doc = ctim.sighting(OBS, record(), None)
     assert doc["description"] == "Present in breach"
     assert "source_uri" not in doc
     assert doc["relations"] == []
@@ -89,12 +90,12 @@ def test_sighting_without_catalog() -> None:
 
 @pytest.mark.parametrize("site", ["n/a", "N/A", None, ""])
 def test_unusable_site_gives_no_relation(site: str | None) -> None:
-    doc = ctim.sighting(EMAIL, record(), catalog(site=site))
+    doc = ctim.sighting(OBS, record(), catalog(site=site))
     assert doc["relations"] == []
 
 
 def test_infected_machine_id_is_third_external_id() -> None:
-    doc = ctim.sighting(EMAIL, record(infected_machine_id="m-1"), None)
+    doc = ctim.sighting(OBS, record(infected_machine_id="m-1"), None)
     assert doc["external_ids"] == [
         "2ff4b1a4-6b1a-4c1f-9a55-0c7b5b6f6f01", "11", "m-1"
     ]
@@ -106,7 +107,7 @@ def test_infected_machine_id_is_third_external_id() -> None:
     (True, 1),
 ])
 def test_count(value: Any, count: int) -> None:
-    assert ctim.sighting(EMAIL, record(sighting=value), None)["count"] == count
+    assert ctim.sighting(OBS, record(sighting=value), None)["count"] == count
 
 
 @pytest.mark.parametrize(("code", "label"), [
@@ -153,15 +154,15 @@ def test_transient_id_is_a_uuid5() -> None:
 
 
 def test_sighting_id_is_stable_and_depends_on_email_and_document() -> None:
-    first = ctim.sighting(EMAIL, record(), None)["id"]
-    assert ctim.sighting(EMAIL, record(), None)["id"] == first
-    assert ctim.sighting("other@example.com", record(), None)["id"] != first
-    assert ctim.sighting(EMAIL, record(document_id="x"), None)["id"] != first
+    first = ctim.sighting(OBS, record(), None)["id"]
+    assert ctim.sighting(OBS, record(), None)["id"] == first
+    assert ctim.sighting(("email", "other@example.com"), record(), None)["id"] != first
+    assert ctim.sighting(OBS, record(document_id="x"), None)["id"] != first
 
 
 def test_time_is_utc_with_microseconds() -> None:
     doc = ctim.sighting(
-        EMAIL, record(spycloud_publish_date="2021-06-01T02:00:00+02:00"), None
+        OBS, record(spycloud_publish_date="2021-06-01T02:00:00+02:00"), None
     )
     assert doc["observed_time"]["start_time"] == "2021-06-01T00:00:00.000000Z"
 
@@ -235,7 +236,7 @@ def test_observe_links_each_sighting_to_one_indicator_per_catalog() -> None:
         record(document_id="b"),
         record(document_id="c", source_id=99),
     ]
-    out = ctim.observe(EMAIL, records, {11: catalog()})
+    out = ctim.observe(OBS, records, {11: catalog()})
     assert [s["description"] for s in out["sightings"]] == [
         "Present in Example Forum Breach",
         "Present in Example Forum Breach",

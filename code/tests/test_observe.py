@@ -379,7 +379,8 @@ def test_email_cap_warns(app, client, mocked, auth) -> None:
     body = observe(client, auth, *values)
     assert body == {"errors": [{
         "type": "warning", "code": "too many observables",
-        "message": f"Only the first {cap} of {cap + 5} emails were looked up.",
+        "message": f"Only the first {cap} of {cap + 5} observables were"
+        " looked up.",
     }]}
 
 

@@ -47,7 +47,7 @@ def test_watchdog(client) -> None:
 
 @pytest.mark.parametrize(("method", "path", "status", "reason"), [
     ("get", "/nowhere", 404, "NotFound"),
-    ("post", "/refer/observables", 404, "NotFound"),
+    ("post", "/respond/observables", 404, "NotFound"),
     ("get", "/version", 405, "MethodNotAllowed"),
     ("get", "/observe/observables", 405, "MethodNotAllowed"),
     ("post", "/watchdog", 405, "MethodNotAllowed"),
@@ -123,7 +123,7 @@ def test_malformed_observables(client, mocked, payload, detail) -> None:
 def test_nothing_supported_needs_no_token(client, mocked) -> None:
     response = client.post("/observe/observables", json=[
         {"type": "domain", "value": "example.com"},
-        {"type": "ip", "value": "1.2.3.4", "extra": True},
+        {"type": "sha256", "value": "ab" * 32, "extra": True},
     ])
     assert response.json == {"data": {}}
     assert client.post("/observe/observables", json=[]).json == {"data": {}}

@@ -286,3 +286,50 @@ def test_newest_holds_no_more_than_its_limit() -> None:
 def test_time_format() -> None:
     value = dt.datetime(2020, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone.utc)
     assert re.fullmatch(r"2020-01-02T03:04:05\.000006Z", ctim.time(value))
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("", ""), ("a", "*"), ("abcd", "****"), ("abcde", "a***e"),
+    ("demo-secret-1234", "d**************4"),
+])
+def test_masked_keeps_only_length_and_ends(value: str, shown: str) -> None:
+    assert ctim.masked(value) == shown
+    assert len(ctim.masked(value)) == len(value)
+
+
+def test_mask_hides_passwords_and_card_fields_only() -> None:
+    doc = record(password="hunter22", password_plaintext="hunter22",
+                 cc_number=4111111111111111, cc_code="123", salt="pepper")
+    cells = dict(zip([c["name"] for c in ctim.data_table(doc, True)["columns"]],
+                     ctim.data_table(doc, True)["rows"][0]))
+    assert cells["password"] == cells["password_plaintext"] == "h******2"
+    assert cells["cc_number"] == "4**************1"
+    assert cells["cc_code"] == "***"
+    assert cells["salt"] == "pepper"
+    plain = ctim.data_table(doc)["rows"][0]
+    assert "hunter22" in plain and "hunter22" not in str(
+        ctim.sighting(OBS, doc, None, mask=True))
+
+
+def test_texts_are_cut_to_ctim_limits() -> None:
+    long = catalog(title="T" * 6000, description="D" * 6000,
+                   site_description="S" * 6000)
+    doc = ctim.indicator(long)
+    assert len(doc["title"]) == 1024 and doc["title"].endswith("…")
+    assert len(doc["short_description"]) == 2048
+    assert len(doc["description"]) == 5000 and doc["description"][-1] == "…"
+    assert [len(r["description"]) for r in doc["external_references"]] == [
+        5000, 5000]
+    sighting = ctim.sighting(OBS, record(), long)
+    assert len(sighting["description"]) == 5000
+    assert ctim.cut("short", 1024) == "short"
+
+
+def test_other_types_name_themselves_and_get_their_own_ids() -> None:
+    by_ip = ctim.sighting(("ip", "203.0.113.5"), record(), catalog())
+    by_user = ctim.sighting(("user", "203.0.113.5"), record(), catalog())
+    assert by_ip["observables"] == [{"type": "ip", "value": "203.0.113.5"}]
+    assert by_ip["targets"][0]["type"] == "ip"
+    assert by_ip["relations"][0]["source"] == {"type": "ip",
+                                               "value": "203.0.113.5"}
+    assert by_ip["id"] != by_user["id"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from relay import auth
+
 MODULE_TYPE = Path(__file__).parents[1] / "module_type.json"
 
 
@@ -14,13 +16,33 @@ def test_module_type() -> None:
     assert spec["custom_key"]["type"] == "api_key"
     assert spec["custom_key"]["required"] is True
     assert spec["custom_CTR_ENTITIES_LIMIT"]["type"] == "integer"
-    assert [c["id"] for c in doc["capabilities"]] == ["health", "observe"]
+    assert [c["id"] for c in doc["capabilities"]] == [
+        "health", "observe", "refer"]
     props = doc["properties"]
     assert props["auth-type"] == "configuration-token"
     assert props["configuration-token-alg"] == "RS256"
     assert props["custom_jwks_host"].startswith("visibility.")
-    assert set(props["supported-apis"]) == {"health", "observe/observables"}
+    assert set(props["supported-apis"]) == {
+        "health", "observe/observables", "refer/observables"}
     assert doc["logo"].startswith("data:image/svg+xml;base64,")
     for field in ("title", "default_name", "short_description",
                   "description", "tips"):
         assert doc[field].strip()
+
+
+def test_every_option_is_declared_with_what_xdr_shows() -> None:
+    doc = json.loads(MODULE_TYPE.read_text())
+    spec = {f["key"]: f for f in doc["configuration_spec"]}
+    options = {f"custom_{name.upper()}".replace("custom_ENTITIES",
+                                                "custom_CTR_ENTITIES")
+               for name in auth.Options.__dataclass_fields__}
+    assert options <= set(spec)
+    for key in options:
+        field = spec[key]
+        assert field["required"] is False
+        assert field["label"].strip() and field["tooltip"].strip()
+    assert spec["custom_MIN_SEVERITY"]["type"] == "options"
+    assert [int(o["value"]) for o in spec["custom_MIN_SEVERITY"]["options"]] \
+        == list(auth.SEVERITIES)
+    assert spec["custom_LOOKBACK_DAYS"]["type"] == "integer"
+    assert spec["custom_MASK_PASSWORDS"]["type"] == "boolean"

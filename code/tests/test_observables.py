@@ -1,0 +1,70 @@
+"""Each observable type's check, and the request's deduplication."""
+
+from __future__ import annotations
+
+import pytest
+
+from relay.observables import Observable, email, ipv4, ipv6, supported, username
+
+
+@pytest.mark.parametrize(("value", "query"), [
+    ("jdoe", "jdoe"), ("J.Doe_99", "J.Doe_99"), ("ünïcode", "ünïcode"),
+    ("john doe", "john doe"), ("u" * 256, "u" * 256),
+    ("", None), ("   ", None), ("u" * 257, None), ("a/b", None),
+    ("../etc", None), ("tab\there", None), ("nul\x00", None),
+    ("line\nbreak", None),
+])
+def test_username(value: str, query: str | None) -> None:
+    assert username(value) == query
+
+
+@pytest.mark.parametrize(("value", "query"), [
+    ("203.0.113.5", "203.0.113.5"), (" 10.0.0.1 ", "10.0.0.1"),
+    ("", None), ("203.0.113.0/24", None), ("203.0.113", None),
+    ("256.1.1.1", None), ("2001:db8::5", None), ("1.2.3.4/../x", None),
+    ("example.com", None), ("1" * 300, None),
+])
+def test_ipv4(value: str, query: str | None) -> None:
+    assert ipv4(value) == query
+
+
+@pytest.mark.parametrize(("value", "query"), [
+    ("2001:db8::5", "2001:db8::5"),
+    ("2001:0DB8:0000:0000:0000:0000:0000:0005", "2001:db8::5"),
+    ("::1", "::1"),
+    ("", None), ("::ffff:203.0.113.5", None), ("2001:db8::/32", None),
+    ("fe80::1%eth0", None), ("203.0.113.5", None), ("2001:db8::5/../a", None),
+    ("2001:db8:::5", None), ("f" * 300, None),
+])
+def test_ipv6(value: str, query: str | None) -> None:
+    assert ipv6(value) == query
+
+
+@pytest.mark.parametrize(("value", "query"), [
+    ("Jane.Doe@Example.com", "jane.doe@example.com"),
+    ("", None), ("jane", None), ("a/b@", None), ("x" * 300 + "@a.com", None),
+])
+def test_email(value: str, query: str | None) -> None:
+    assert email(value) == query
+
+
+def test_supported_keeps_order_and_dedupes_per_type() -> None:
+    query = supported([
+        {"type": "email", "value": "Jane@Example.com"},
+        {"type": "IPv6", "value": "2001:DB8::5"},
+        {"type": "user", "value": "jdoe"},
+        {"type": "email", "value": "jane@example.com"},
+        {"type": "ipv6", "value": "2001:db8:0::5"},
+        {"type": "user", "value": "JDoe"},
+        {"type": "ip", "value": "203.0.113.0/24"},
+        {"type": "domain", "value": "example.com"},
+    ], cap=10)
+    assert query.observables == (
+        Observable("email", "Jane@Example.com", "jane@example.com"),
+        Observable("ipv6", "2001:DB8::5", "2001:db8::5"),
+        Observable("user", "jdoe", "jdoe"),
+        Observable("user", "JDoe", "JDoe"),
+    )
+    assert [w.message for w in query.warnings] == [
+        "'203.0.113.0/24' is not a valid IPv4 address; it was not looked up."
+    ]

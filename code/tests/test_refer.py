@@ -1,0 +1,133 @@
+"""POST /refer/observables and the records cache, HTTP in and out."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+from responses import matchers
+
+from relay import create_app
+
+from .test_observe import CATALOG, RECORDS, cat, page, rec
+
+SEARCH_URL = "https://portal.spycloud.com/watchlist/records/view/all"
+
+
+def refer(client, auth, *observables: tuple[str, str]) -> dict:
+    response = client.post("/refer/observables", headers=auth, json=[
+        {"type": kind, "value": value} for kind, value in observables])
+    assert response.status_code == 200
+    return response.json
+
+
+def search(kind: str, quoted: str) -> dict:
+    return {
+        "id": f"ref-spycloud-search-{kind}-{quoted}",
+        "title": f"Search SpyCloud for this {kind}",
+        "description": "Open the SpyCloud portal's breach records to look up"
+        f" this {kind}",
+        "url": SEARCH_URL,
+        "categories": ["Search", "SpyCloud"],
+    }
+
+
+def browse(n: int, kind: str = "email") -> dict:
+    return {
+        "id": f"ref-spycloud-detail-breach-uuid-{n}",
+        "title": f"Browse breach: Breach {n}",
+        "description": f"SpyCloud's description of the Breach {n} breach, in"
+        f" which this {kind} appears",
+        "url": f"https://portal.spycloud.com/breach/catalog/uuid-{n}",
+        "categories": ["Browse", "SpyCloud"],
+    }
+
+
+def test_search_and_five_newest_breaches(client, mocked, auth) -> None:
+    records = [rec(n, source=n, day=n) for n in range(1, 8)]
+    mocked.get(RECORDS + "a.b@example.com", json=page(records))
+    mocked.get(CATALOG + "7,6,5,4,3,2,1",
+               json=page([cat(n) for n in range(1, 8)]))
+    assert refer(client, auth, ("email", "A.B@example.com")) == {"data": [
+        search("email", "A.B%40example.com"),
+        browse(7), browse(6), browse(5), browse(4), browse(3),
+    ]}
+
+
+def test_search_links_stay_when_spycloud_fails(client, mocked, auth) -> None:
+    mocked.get(API_IPS + "203.0.113.5", status=500)
+    mocked.get(API_IPS + "203.0.113.5", status=500)
+    mocked.get(API_IPS + "203.0.113.5", status=500)
+    assert refer(client, auth, ("ip", "203.0.113.5")) == {
+        "data": [search("ip", "203.0.113.5")],
+        "errors": [{"type": "fatal", "code": "internal error",
+                    "message": "The Spycloud internal error."}],
+    }
+
+
+def test_nothing_supported_is_an_empty_list(client, mocked) -> None:
+    assert client.post("/refer/observables", json=[
+        {"type": "domain", "value": "example.com"}]).json == {"data": []}
+    assert len(mocked.calls) == 0
+
+
+def test_refer_validates_its_body(client, mocked) -> None:
+    body = client.post("/refer/observables", json={"type": "email"}).json
+    assert body["errors"][0]["code"] == "invalid argument"
+    assert len(mocked.calls) == 0
+
+
+API_IPS = RECORDS.replace("/emails/", "/ips/")
+
+
+@pytest.fixture
+def cached(settings):
+    """The relay with its records cache on, as it ships."""
+    return create_app(dataclasses.replace(settings, records_cache_ttl=300))
+
+
+def test_repeated_observe_and_refer_make_no_new_call(
+        cached, mocked, auth) -> None:
+    mocked.get(RECORDS + "jane@example.com", json=page([rec(1, 7)]))
+    mocked.get(CATALOG + "7", json=page([cat(7)]))
+    client = cached.test_client()
+    body = {"type": "email", "value": "jane@example.com"}
+    first = client.post("/observe/observables", headers=auth, json=[body]).json
+    calls = len(mocked.calls)
+    again = client.post("/observe/observables", headers=auth, json=[body]).json
+    links = client.post("/refer/observables", headers=auth, json=[body]).json
+    assert again == first
+    assert links["data"][1]["id"] == "ref-spycloud-detail-breach-uuid-7"
+    assert len(mocked.calls) == calls  # neither asked SpyCloud again
+
+
+def test_options_that_change_the_answer_are_not_served_from_another(
+        cached, mocked, make_token, jwks) -> None:
+    mocked.get(RECORDS + "jane@example.com", json=page(
+        [rec(1, 7), rec(2, 7, severity=5)]))
+    mocked.get(CATALOG + "7", json=page([cat(7)]))
+    client = cached.test_client()
+    body = [{"type": "email", "value": "jane@example.com"}]
+    counts = []
+    for claims in ({}, {"MIN_SEVERITY": 20}, {"MIN_SEVERITY": "20"}):
+        token = make_token(**claims)
+        answer = client.post("/observe/observables", json=body, headers={
+            "Authorization": f"Bearer {token}"}).json
+        counts.append(answer["data"]["sightings"]["count"])
+    assert counts == [2, 1, 1]
+    assert len([c for c in mocked.calls if "/emails/" in c.request.url]) == 2
+
+
+def test_lookback_is_sent_as_since_and_checked(
+        client, mocked, make_token, jwks) -> None:
+    since = (dt.datetime.now(dt.timezone.utc).date()
+             - dt.timedelta(days=30)).isoformat()
+    old = rec(1, 7, day=1)  # 2020-01-01: SpyCloud should not have sent it
+    mocked.get(RECORDS + "jane@example.com", json=page([old]),
+               match=[matchers.query_param_matcher({"since": since})])
+    token = make_token(LOOKBACK_DAYS=30)
+    body = client.post("/observe/observables", json=[
+        {"type": "email", "value": "jane@example.com"}],
+        headers={"Authorization": f"Bearer {token}"}).json
+    assert body == {"data": {}}

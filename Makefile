@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(CURDIR)/$(VENV)/bin
 
-.PHONY: test demo bench load audit venv clean
+.PHONY: test demo token bench load audit venv clean
 
 venv: $(VENV)/.installed
 
@@ -19,6 +19,10 @@ test: venv
 
 demo: venv
 	cd code && $(BIN)/python -m devtools.demo
+
+# A token the running demo accepts: make token CLAIMS='MIN_SEVERITY=20'
+token: venv
+	@cd code && $(BIN)/python -m devtools.demo token $(CLAIMS)
 
 bench: venv
 	cd code && $(BIN)/python -m devtools.bench $(BENCH_ARGS)

@@ -1,33 +1,68 @@
-"""`make demo`: the relay on port 9090 against the emulator, until Ctrl-C."""
+"""`make demo`: the relay on port 9090 against the emulator, until Ctrl-C.
+
+The demo keeps its signing key and where it runs in `code/.demo/` (ignored
+by git), so `make token CLAIMS='MIN_SEVERITY=20'` (`python -m devtools.demo
+token MIN_SEVERITY=20`) mints tokens the running demo accepts.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .stack import Stack
+from .stack import CODE, Stack
+from .tokenkit import TokenKit, claim
 
 OBSERVABLES = Path(__file__).resolve().parents[2] / "observables.json"
+STATE = CODE / ".demo"
+LIFETIME = 3600  # seconds a printed token lasts
+REFER = shlex.quote(json.dumps([{"type": "email", "value": "jane.doe@demo.test"},
+                                {"type": "ipv6", "value": "2001:db8::5"}]))
+
+
+def token(argv: Sequence[str]) -> None:
+    """Print a token for the running demo, with *argv*'s NAME=VALUE claims."""
+    try:
+        where = json.loads((STATE / "demo.json").read_text())
+    except OSError:
+        raise SystemExit("No demo has run here yet: start `make demo` first.")
+    claims = {"key": where["key"], "jwks_host": where["jwks_host"],
+              "aud": where["audience"]}
+    claims.update(claim(text) for text in argv)
+    kit = TokenKit.load_or_create(STATE / "kit.pem")
+    print(kit.mint(claims, lifetime=LIFETIME))
+    print(f"(valid for {LIFETIME // 60} minutes)", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Start the emulator, JWKS server and relay; print curls; wait."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["token"]:
+        token(argv[1:])
+        return
     parser = argparse.ArgumentParser(prog="make demo")
     parser.add_argument("--port", type=int, default=9090)
     parser.add_argument("--emulator-port", type=int, default=8710)
     parser.add_argument("--jwks-port", type=int, default=8711)
     args = parser.parse_args(argv)
     # The audience is pinned so the token also works via http://localhost.
+    STATE.mkdir(exist_ok=True)
+    audience = f"http://127.0.0.1:{args.port}"
     stack = Stack(port=args.port, emulator_port=args.emulator_port,
                   jwks_port=args.jwks_port, log=sys.stdout,
-                  env={"JWT_AUDIENCE": f"http://127.0.0.1:{args.port}"})
+                  env={"JWT_AUDIENCE": audience},
+                  kit=TokenKit.load_or_create(STATE / "kit.pem"))
     stack.start()
-    token = stack.token()
-    auth = shlex.quote(f"Authorization: Bearer {token}")
+    (STATE / "demo.json").write_text(json.dumps({
+        "url": stack.url, "jwks_host": stack.jwks.host,
+        "audience": audience, "key": stack.api_key}))
+    bearer = stack.token()
+    auth = shlex.quote(f"Authorization: Bearer {bearer}")
     print(f"""
 SpyCloud emulator  {stack.emulator.url}
 JWKS server        http://{stack.jwks.host}/.well-known/jwks
@@ -40,8 +75,14 @@ curl -s -X POST {stack.url}/health -H {auth}
 curl -s -X POST {stack.url}/observe/observables -H {auth} \\
   -H 'Content-Type: application/json' -d @{OBSERVABLES}
 
-Demo emails and injected faults: see code/devtools/emulator.py.
-Press Ctrl-C to stop all three.
+curl -s -X POST {stack.url}/refer/observables -H {auth} \\
+  -H 'Content-Type: application/json' \\
+  -d {REFER}
+
+The token lasts {LIFETIME // 60} minutes. Another, with any claims:
+  make token CLAIMS='MIN_SEVERITY=20 LOOKBACK_DAYS=30 MASK_PASSWORDS=true'
+Demo identities and injected faults: see README.md or
+code/devtools/emulator.py. Press Ctrl-C to stop all three.
 """, flush=True)
     # Set both explicitly: a shell may start a background job ignoring SIGINT.
     signal.signal(signal.SIGINT, signal.default_int_handler)

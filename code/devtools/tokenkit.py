@@ -131,7 +131,8 @@ class JwksServer(LoopbackServer):
         return self.address
 
 
-def _claim(text: str) -> tuple[str, Any]:
+def claim(text: str) -> tuple[str, Any]:
+    """Read `NAME=VALUE`; VALUE is JSON when it parses, else a string."""
     name, sep, value = text.partition("=")
     if not sep:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, not {text!r}")
@@ -149,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8711)
     parser.add_argument(
-        "--claim", type=_claim, action="append", default=[],
+        "--claim", type=claim, action="append", default=[],
         help="NAME=VALUE; VALUE is read as JSON when it parses",
     )
     parser.add_argument("--lifetime", type=float, default=3600)

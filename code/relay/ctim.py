@@ -39,7 +39,7 @@ HIDDEN_FIELDS = frozenset({
 MASKED_FIELDS = frozenset({"password", "password_plaintext"})
 MASKED_PREFIX = "cc_"
 
-# CTIM's string limits, in characters (docs/ctim.md, "Length limits").
+# CTIM's string limits, in characters (docs/xdr.md, "CTIM's length limits").
 SHORT_TEXT = 1024  # titles, tags, column names
 MEDIUM_TEXT = 2048  # short_description
 LONG_TEXT = 5000  # description, an external reference's description

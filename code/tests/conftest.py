@@ -154,17 +154,21 @@ SECRET_FIELDS = ("password", "password_plaintext", "salt")
 
 
 def assert_log_clean(stack: Any) -> None:
-    """The relay's log must hold no API key, token or breach password."""
+    """The relay's log must hold no API key, token or breach password,
+    masked or not, of any observable the tests asked about."""
     from devtools import emulator
+    from relay.ctim import masked
 
     log = stack.log_path.read_text()
     assert stack.api_key not in log
     assert not any(token in log for token in stack.tokens)
-    for email in stack.emails:
-        for record in emulator.records(email):
-            for field in SECRET_FIELDS:
-                if field in record:
-                    assert record[field] not in log, f"{field} of {email}"
+    for value in stack.emails:
+        for selector in ("emails", "usernames", "ips"):
+            for record in emulator.find(selector, value):
+                for field, secret in record.items():
+                    if field in SECRET_FIELDS or field.startswith("cc_"):
+                        assert secret not in log, f"{field} of {value}"
+                        assert masked(secret) not in log, f"{field} of {value}"
     assert "Traceback" not in log
 
 

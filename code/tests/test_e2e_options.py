@@ -1,0 +1,121 @@
+"""Usernames, IPs, module options, refer and the records cache, under
+gunicorn against the emulator."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+import requests
+
+from devtools import emulator
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean_log")]
+
+
+def post(stack, path: str, observables: list[tuple[str, str]],
+         **claims: Any) -> dict:
+    token = stack.token(**claims)
+    stack.tokens.append(token)
+    stack.emails.update(value for _, value in observables)
+    answer = requests.post(
+        stack.url + path, timeout=30,
+        json=[{"type": kind, "value": value} for kind, value in observables],
+        headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200
+    return answer.json()
+
+
+def sightings(body: dict) -> list[dict]:
+    return body.get("data", {}).get("sightings", {}).get("docs", [])
+
+
+def stats(stack) -> dict:
+    return requests.get(stack.emulator.url.replace(
+        "/enterprise-v2/", "/_emulator/stats"), timeout=5).json()
+
+
+@pytest.mark.parametrize(("kind", "value", "sent", "count"), [
+    ("user", "jdoe", "jdoe", 4),
+    ("ip", "203.0.113.5", "203.0.113.5", 3),
+    ("ipv6", "2001:DB8:0::5", "2001:db8::5", 3),
+])
+def test_other_observable_types(stack, kind, value, sent, count) -> None:
+    body = post(stack, "/observe/observables", [(kind, value)])
+    docs = sightings(body)
+    assert len(docs) == count
+    assert {d["observables"][0]["value"] for d in docs} == {value}
+    assert {d["targets"][0]["type"] for d in docs} == {kind}
+    selector = "usernames" if kind == "user" else "ips"
+    assert {d["external_ids"][0] for d in docs} == {
+        r["document_id"] for r in emulator.find(selector, sent)}
+
+
+def test_min_severity(stack) -> None:
+    body = post(stack, "/observe/observables",
+                [("email", "severities@demo.test")], MIN_SEVERITY="20")
+    severity = {r["document_id"]: r["severity"]
+                for r in emulator.records("severities@demo.test")}
+    assert sorted(severity[d["external_ids"][0]] for d in sightings(body)) \
+        == [20, 25, 26, 30]  # 2 and 5 left out; 26 and 30 kept
+
+
+def test_lookback_days_reaches_spycloud_as_since(stack) -> None:
+    body = post(stack, "/observe/observables",
+                [("email", "recent@demo.test")], LOOKBACK_DAYS=30)
+    since = (dt.datetime.now(dt.timezone.utc).date()
+             - dt.timedelta(days=30)).isoformat()
+    assert stats(stack)["last_query"]["breach/data/emails"] == {"since": since}
+    assert len(sightings(body)) == 4  # published 1, 5, 12 and 25 days ago
+    assert all(d["observed_time"]["start_time"][:10] >= since
+               for d in sightings(body))
+
+
+def test_mask_passwords(stack) -> None:
+    record = emulator.records("cards@demo.test")[0]
+    plain = post(stack, "/observe/observables", [("email", "cards@demo.test")])
+    masked = post(stack, "/observe/observables",
+                  [("email", "cards@demo.test")], MASK_PASSWORDS="true")
+    assert record["password"] in str(plain)
+    text = str(masked)
+    for field in ("password", "password_plaintext", "cc_number", "cc_code"):
+        assert record[field] not in text
+    row = sightings(masked)[0]["data"]
+    cells = dict(zip((c["name"] for c in row["columns"]), row["rows"][0]))
+    assert cells["cc_number"] == "4**************1"
+    assert cells["full_name"] == record["full_name"]
+
+
+def test_unusable_option_warns(stack) -> None:
+    body = post(stack, "/observe/observables", [("email", "jane.doe@demo.test")],
+                LOOKBACK_DAYS="forever")
+    assert body["errors"] == [{
+        "type": "warning", "code": "invalid argument",
+        "message": "The module option LOOKBACK_DAYS has an unusable value"
+        " 'forever'; its default (None) was used.",
+    }]
+    assert len(sightings(body)) == 6
+
+
+def test_refer_after_observe_makes_no_call(stack) -> None:
+    email = [("email", "n6.b6.s903@bench.test")]
+    post(stack, "/observe/observables", email)
+    before = stats(stack)["calls"].get("total", 0)
+    again = post(stack, "/observe/observables", email)
+    links = post(stack, "/refer/observables", email)
+    assert stats(stack)["calls"].get("total", 0) == before
+    assert len(sightings(again)) == 6
+    data = links["data"]
+    assert data[0]["id"] == "ref-spycloud-search-email-n6.b6.s903%40bench.test"
+    assert [d["categories"][0] for d in data] == ["Search"] + ["Browse"] * 5
+    assert all(d["url"].startswith("https://portal.spycloud.com/")
+               for d in data)
+
+
+def test_long_catalog_texts_are_cut(stack) -> None:
+    body = post(stack, "/observe/observables", [("email", "longtext@demo.test")])
+    indicator = body["data"]["indicators"]["docs"][0]
+    assert len(indicator["title"]) == 1024
+    assert len(indicator["description"]) == 5000
+    assert indicator["description"].endswith("…")

@@ -38,7 +38,7 @@ Demo emails (any other address gets 0-8 records derived from its hash):
 | username `jdoe` | 4 records (`breach/data/usernames/jdoe`) |
 | IPs `203.0.113.5`, `2001:db8::5` | 3 infected-machine records each |
 | `breach/data/domains/<d>` | the records of alice, bob and carol at `<d>` |
-| `breach/data/watchlist` | 600 records of 40 identities over the last 90 days |
+| `breach/data/watchlist` | 2,000 records of 40 identities over the last 90 days |
 | `n<R>.b<B>.s<S>[.u<U>]@bench.test` | R records, B breaches of set S (.u: same |
 |   | breaches, another user) |
 
@@ -91,6 +91,8 @@ LONG_CATALOG = 3003  # texts beyond CTIM's limits
 COUNTRIES = (("UNITED STATES", "US"), ("GERMANY", "DE"), ("FRANCE", "FR"),
              ("BRAZIL", "BR"), ("JAPAN", "JP"), ("PAKISTAN", "PK"))
 SELECTORS = ("emails", "usernames", "ips", "domains")
+WATCHLIST_SIZE = 2000
+WATCHLIST_BREACHES = (*range(1001, 1013), MISSING_CATALOG)
 _UUIDS: dict[str, int] = {}  # catalog uuid → id, for look-ups by uuid
 FAULTS = (
     "slow", "throttle", "quota", "500", "502", "504", "badjson", "html",
@@ -308,16 +310,17 @@ def domains(domain: str) -> tuple[dict[str, Any], ...]:
 
 @functools.lru_cache(maxsize=4)
 def watchlist(day: str) -> tuple[dict[str, Any], ...]:
-    """Return the records of the customer's watchlist as of *day*: 40
-    identities, records spread over the last 90 days, every severity."""
+    """Return the records of the customer's watchlist as of *day*: 2,000
+    records of 40 identities spread over the last 90 days, every severity,
+    infected machines, a dozen breaches (one without a catalog)."""
     rng = _rng("watchlist", "corp.example")
     today = dt.date.fromisoformat(day)
     found = []
-    for n in range(600):
+    for n in range(WATCHLIST_SIZE):
         ago = rng.randrange(91)
         severity = rng.choice((2, 5, 5, 20, 20, 20, 25, 25, 26))
         email = f"employee{rng.randrange(40)}@corp.example"
-        found.append(_record(email, n, rng.choice(range(1001, 1013)),
+        found.append(_record(email, n, rng.choice(WATCHLIST_BREACHES),
                              severity, {"spycloud_publish_date":
                                         f"{today - dt.timedelta(days=ago)}"
                                         "T00:00:00Z"}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import logging
 import sys
@@ -17,6 +18,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import routes
 from .auth import JwksCache
 from .catalog_cache import CatalogCache
+from .dashboard import Dashboard
 from .envelope import body
 from .errors import RelayError
 from .jsonio import OrjsonProvider
@@ -30,6 +32,10 @@ from .version import VERSION
 log = logging.getLogger("relay")
 
 
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
 @dataclass(frozen=True)
 class Relay:
     """The per-app resources views need, kept in `app.extensions`."""
@@ -37,6 +43,7 @@ class Relay:
     settings: Settings
     spycloud: SpyCloud
     lookup: Lookup
+    dashboard: Dashboard
     jwks: JwksCache
 
 
@@ -44,9 +51,11 @@ def create_app(
     settings: Settings | None = None,
     *,
     clock: Callable[[], float] = time.monotonic,
+    now: Callable[[], dt.datetime] = _utcnow,
 ) -> Flask:
     """Build the relay with *settings* (default: from the environment);
-    *clock* drives the JWKS cache's lifetimes (tests pass a fake one)."""
+    *clock* drives the JWKS cache's lifetimes and *now* is the wall clock
+    of lookback days and tile windows (tests pass fakes)."""
     settings = settings or Settings.from_env()
     _configure_logging(settings.log_level)
     app = Flask(__name__)
@@ -55,16 +64,18 @@ def create_app(
     if settings.trust_proxy_headers:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)
     spycloud = SpyCloud(Transport(settings), settings.max_pages)
+    lookup = Lookup(
+        spycloud,
+        CatalogCache(settings.catalog_cache_ttl, settings.catalog_cache_size),
+        RecordsCache(settings.records_cache_ttl, settings.records_cache_size),
+        now,
+    )
     app.extensions["relay"] = Relay(
         settings=settings,
         spycloud=spycloud,
-        lookup=Lookup(
-            spycloud,
-            CatalogCache(settings.catalog_cache_ttl,
-                         settings.catalog_cache_size),
-            RecordsCache(settings.records_cache_ttl,
-                         settings.records_cache_size),
-        ),
+        lookup=lookup,
+        dashboard=Dashboard(lookup, settings.tiles_cache_ttl,
+                            settings.tiles_max_pages, now),
         jwks=JwksCache(
             requests.Session(),
             settings.jwks_url_template,

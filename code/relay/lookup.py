@@ -113,6 +113,33 @@ class Lookup:
         return _Observe(self, key, observables, options, budget,
                         catalogs_of).run()
 
+    def catalogs(
+        self, key: str, ids: Sequence[int], budget: Budget
+    ) -> tuple[dict[int, Catalog], list[int], list[RelayError]]:
+        """Return the catalogs of *ids* through the cache, the rest in
+        concurrent batches: (found, missing ids, errors)."""
+        owner = key_digest(key)
+        found, missing, todo = self.catalog_cache.lookup(owner, ids)
+        errors: list[RelayError] = []
+        batches = [todo[i:i + CATALOG_BATCH]
+                   for i in range(0, len(todo), CATALOG_BATCH)]
+        futures = [self.pool.submit(self.spycloud.catalog_batch, key, batch,
+                                    budget) for batch in batches]
+        for batch, future in zip(batches, futures):
+            try:
+                answer = future.result(timeout=budget.remaining() + GRACE)
+            except RelayError as error:
+                errors.append(error)
+                continue
+            except TimeoutError:
+                errors.append(out_of_time(budget))
+                continue
+            gone = [i for i in batch if i not in answer]
+            self.catalog_cache.store(owner, answer.values(), gone)
+            found.update(answer)
+            missing.extend(gone)
+        return found, missing, errors
+
     def filter(self, options: Options) -> RecordFilter:
         """Return the records a module's options ask for."""
         since = None

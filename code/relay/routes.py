@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, jsonify, request
+import json
 
-from . import observables, refer as links
+from flask import Blueprint, current_app, g, jsonify, request
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from . import observables, refer as links, tiles
 from .auth import Claims, authorize
 from .budget import Budget
 from .envelope import body
-from .errors import HealthCheckError
+from .errors import HealthCheckError, InvalidArgumentError
 from .settings import Settings
 from .version import VERSION
 
@@ -19,6 +22,9 @@ ROUTES = {
     "POST /observe/observables": "enriches email, user, ip and ipv6"
     " observables",
     "POST /refer/observables": "pivot links to the SpyCloud portal",
+    "POST /tiles": "lists the dashboard tiles",
+    "POST /tiles/tile": "describes one dashboard tile",
+    "POST /tiles/tile-data": "one tile's data for a period",
     "POST /version": "shows the relay's version",
     "GET /watchdog": "answers the Health-Check header (liveness)",
 }
@@ -124,3 +130,61 @@ def refer():
             references.setdefault(link["id"], link)
     return jsonify(body(list(references.values()),
                         [*query.warnings, *claims.warnings, *errors]))
+
+
+class TileSchema(Schema):
+    """The body of `/tiles/tile`: a known tile id, nothing else."""
+
+    class Meta:
+        unknown = RAISE
+
+    tile_id = fields.String(required=True, validate=[
+        validate.Length(min=1), validate.OneOf(list(tiles.TILES))])
+
+
+class TileDataSchema(TileSchema):
+    """The body of `/tiles/tile-data`: a known tile id and period."""
+
+    period = fields.String(required=True, validate=[
+        validate.Length(min=1), validate.OneOf(list(tiles.PERIODS))])
+
+
+def _tile_request(schema: Schema) -> dict[str, str]:
+    """Validate a tile route's body; no SpyCloud call for a bad one."""
+    payload = request.get_json(force=True, silent=True)
+    if payload is None and request.get_data():
+        raise InvalidArgumentError("The body is not JSON.")
+    try:
+        return schema.load(payload or {})
+    except ValidationError as exc:
+        raise InvalidArgumentError(json.dumps(exc.messages)) from None
+
+
+@bp.post("/tiles")
+def tile_list():
+    """List the definitions of the dashboard tiles."""
+    if request.get_json(force=True, silent=True) or (
+            request.get_data() and request.get_data().strip() not in (
+                b"{}", b"null")):
+        raise InvalidArgumentError("/tiles takes no body.")
+    _claims(_budget())
+    return jsonify(body([tiles.definition(t) for t in tiles.TILES]))
+
+
+@bp.post("/tiles/tile")
+def tile():
+    """Describe one tile."""
+    wanted = _tile_request(TileSchema())
+    _claims(_budget())
+    return jsonify(body(tiles.definition(wanted["tile_id"])))
+
+
+@bp.post("/tiles/tile-data")
+def tile_data():
+    """Answer one tile's data for a period, from the watchlist."""
+    wanted = _tile_request(TileDataSchema())
+    budget = _budget()
+    claims = _claims(budget)
+    data, errors = current_app.extensions["relay"].dashboard.tile_data(
+        claims.key, wanted["tile_id"], wanted["period"], budget)
+    return jsonify(body(data, errors))

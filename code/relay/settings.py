@@ -47,6 +47,8 @@ class Settings:
     records_cache_ttl: float = 300.0
     records_cache_size: int = 50_000
     portal_url: str = DEFAULT_PORTAL_URL
+    tiles_cache_ttl: float = 900.0
+    tiles_max_pages: int = 20
     log_level: str = "INFO"
 
     @classmethod
@@ -95,6 +97,8 @@ class Settings:
             records_cache_size=reader.integer("RECORDS_CACHE_SIZE", 50_000),
             portal_url=reader.text("SPYCLOUD_PORTAL_URL",
                                    DEFAULT_PORTAL_URL).rstrip("/"),
+            tiles_cache_ttl=reader.number("TILES_CACHE_TTL", 900.0),
+            tiles_max_pages=reader.integer("TILES_MAX_PAGES", 20),
             log_level=reader.text("LOG_LEVEL", "INFO").upper(),
         )
 
@@ -117,6 +121,8 @@ class Settings:
             "records_cache_ttl": self.records_cache_ttl,
             "records_cache_size": self.records_cache_size,
             "portal_url": self.portal_url,
+            "tiles_cache_ttl": self.tiles_cache_ttl,
+            "tiles_max_pages": self.tiles_max_pages,
         }
 
 

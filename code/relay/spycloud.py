@@ -7,8 +7,9 @@ page cap stopped the paging); the lookup decides what the analyst is told.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -55,21 +56,51 @@ class SpyCloud:
         """Read `breach/data/<selector>/<value>`, every page up to the page
         cap, keeping only the newest *limit* records that pass *only* as
         pages arrive. Its first day is sent to SpyCloud as `since`."""
-        path = f"breach/data/{selector}/" + quote(value, safe="@")
         newest = Newest(limit)
-        since = {"since": only.since.isoformat()} if only.since else {}
+
+        def offer(raw: Any) -> None:
+            record = parse_record(raw, newest.wants)
+            if record is not None and only.admits(record):
+                newest.add((record,))
+
+        rejected, capped = self._pages(
+            key, f"breach/data/{selector}/" + quote(value, safe="@"),
+            {"since": only.since.isoformat()} if only.since else {},
+            budget, self.max_pages, offer)
+        return Records(newest.records(), rejected, capped)
+
+    def watchlist(
+        self, key: str, since: dt.date, budget: Budget, max_pages: int,
+        take: Callable[[Record], None],
+    ) -> tuple[int, bool]:
+        """Hand every record of `breach/data/watchlist` published since
+        *since* to *take*, page by page up to *max_pages*; return how many
+        were unusable and whether the page cap stopped the reading."""
+        def offer(raw: Any) -> None:
+            take(parse_record(raw))
+
+        return self._pages(key, "breach/data/watchlist",
+                           {"since": since.isoformat()}, budget, max_pages,
+                           offer)
+
+    def _pages(
+        self, key: str, path: str, params: dict[str, str], budget: Budget,
+        max_pages: int, offer: Callable[[Any], None],
+    ) -> tuple[int, bool]:
+        """Follow the cursor of *path* up to *max_pages*, offering each raw
+        record while its page holds a decoding slot; return the count of
+        unusable records and whether SpyCloud holds more pages."""
         cursor = ""
         seen: set[str] = set()
         rejected = 0
-        for _ in range(self.max_pages):
+        for _ in range(max_pages):
             answer = self.transport.get_json(
                 key, path, budget,
-                {**since, "cursor": cursor} if cursor else since or None,
-                parse=lambda payload: _fold(_page(payload), newest, only),
+                {**params, "cursor": cursor} if cursor else params or None,
+                parse=lambda payload: _fold(_page(payload), offer),
             )
             if answer is None:  # 400: an identifier SpyCloud won't search
-                cursor = ""
-                break
+                return rejected, False
             cursor, unusable = answer
             rejected += unusable
             if cursor in seen:
@@ -78,7 +109,7 @@ class SpyCloud:
             seen.add(cursor)
             if not cursor:
                 break
-        return Records(newest.records(), rejected, capped=bool(cursor))
+        return rejected, bool(cursor)
 
     def catalog_batch(
         self, key: str, ids: Sequence[int], budget: Budget
@@ -107,18 +138,14 @@ def _page(payload: Any) -> Page:
         ) from exc
 
 
-def _fold(page: Page, newest: Newest, only: RecordFilter) -> tuple[str, int]:
-    """Offer a page's records to *newest*; return the page's cursor and how
-    many records were unusable. Records too old to be kept are checked but
-    never built, and the page is dropped once read."""
+def _fold(page: Page, offer: Callable[[Any], None]) -> tuple[str, int]:
+    """Offer a page's records one by one; return the page's cursor and how
+    many records were unusable. The page is dropped once read."""
     rejected = 0
     for raw in page.results:
         try:
-            record = parse_record(raw, newest.wants)
+            offer(raw)
         except ValueError as exc:
             rejected += 1
             log.warning("unusable record skipped: %s", exc)
-            continue
-        if record is not None and only.admits(record):
-            newest.add((record,))
     return page.cursor, rejected

@@ -1,0 +1,121 @@
+"""The dashboard tiles of one customer: the watchlist read once per period.
+
+The aggregate of one API-key digest and period is computed once, cached
+for `TILES_CACHE_TTL` and single-flight: a dashboard opening its five
+tiles at once costs one read of the watchlist. Only the aggregate (counts,
+the top identities and breach titles) is cached, never raw records.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from cachetools import TTLCache
+
+from . import tiles
+from .budget import Budget
+from .errors import RelayError, warning
+from .lookup import Lookup
+from .transport import key_digest, out_of_time
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """What the five tiles of one period show, and what went wrong."""
+
+    exposure: tiles.Exposure
+    titles: dict[int, str]
+    warnings: tuple[RelayError, ...]
+
+
+class SingleFlight:
+    """A TTL cache whose misses are computed once, however many ask."""
+
+    def __init__(self, ttl: float, size: int = 1024) -> None:
+        self._cache: TTLCache = TTLCache(maxsize=size, ttl=ttl)
+        self._flights: dict[Hashable, Future] = {}
+        self._lock = threading.Lock()
+        self.computed = 0
+
+    def get(self, key: Hashable, compute: Callable[[], Any],
+            timeout: float) -> Any:
+        """Return the cached value of *key*, computing it (once) if needed;
+        a caller that finds it being computed waits at most *timeout*."""
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+            flight = self._flights.get(key)
+            leader = flight is None
+            if leader:
+                flight = self._flights[key] = Future()
+        if not leader:
+            return flight.result(timeout=timeout)
+        try:
+            value = compute()
+        except BaseException as error:
+            flight.set_exception(error)
+            raise
+        else:
+            flight.set_result(value)
+            with self._lock:
+                self._cache[key] = value
+                self.computed += 1
+            return value
+        finally:
+            with self._lock:
+                del self._flights[key]
+
+
+class Dashboard:
+    """Reads the watchlist and serves the tiles' data."""
+
+    def __init__(self, lookup: Lookup, ttl: float, max_pages: int,
+                 clock: Callable[[], dt.datetime]) -> None:
+        self.lookup = lookup
+        self.max_pages = max_pages
+        self.clock = clock
+        self.aggregates = SingleFlight(ttl)
+
+    def tile_data(self, key: str, tile_id: str, period: str,
+                  budget: Budget) -> tuple[dict[str, Any], list[RelayError]]:
+        """Return one tile's data for *period*, and its warnings."""
+        try:
+            found = self.aggregates.get(
+                (key_digest(key), period),
+                lambda: self._aggregate(key, period, budget),
+                timeout=budget.remaining())
+        except TimeoutError:
+            raise out_of_time(budget) from None
+        return (tiles.tile_data(tile_id, found.exposure, found.titles),
+                list(found.warnings))
+
+    def _aggregate(self, key: str, period: str, budget: Budget) -> Aggregate:
+        start, end = tiles.window(period, self.clock())
+        exposure = tiles.Exposure(start, end, period in tiles.WEEKLY)
+        rejected, capped = self.lookup.spycloud.watchlist(
+            key, start.date(), budget, self.max_pages, exposure.add)
+        notes: list[RelayError] = []
+        if capped:
+            notes.append(warning(
+                "too many results",
+                f"The watchlist holds more records than the relay reads"
+                f" ({self.max_pages} pages); the figures cover the newest"
+                " pages read."))
+        if rejected:
+            notes.append(warning(
+                "invalid result",
+                f"SpyCloud returned {rejected} unusable watchlist record(s);"
+                " they are left out."))
+        found, missing, errors = self.lookup.catalogs(
+            key, exposure.top_breaches(), budget)
+        notes.extend(errors)
+        notes.extend(
+            warning("not found", f"SpyCloud did not return results for {i}")
+            for i in missing)
+        return Aggregate(exposure, {i: c.title for i, c in found.items()},
+                         tuple(notes))

@@ -138,15 +138,15 @@ class TileSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    tile_id = fields.String(required=True, validate=[
-        validate.Length(min=1), validate.OneOf(list(tiles.TILES))])
+    tile_id = fields.String(required=True,
+                            validate=validate.OneOf(list(tiles.TILES)))
 
 
 class TileDataSchema(TileSchema):
     """The body of `/tiles/tile-data`: a known tile id and period."""
 
-    period = fields.String(required=True, validate=[
-        validate.Length(min=1), validate.OneOf(list(tiles.PERIODS))])
+    period = fields.String(required=True,
+                           validate=validate.OneOf(list(tiles.PERIODS)))
 
 
 def _tile_request(schema: Schema) -> dict[str, str]:
@@ -155,7 +155,7 @@ def _tile_request(schema: Schema) -> dict[str, str]:
     if payload is None and request.get_data():
         raise InvalidArgumentError("The body is not JSON.")
     try:
-        return schema.load(payload or {})
+        return schema.load({} if payload is None else payload)
     except ValidationError as exc:
         raise InvalidArgumentError(json.dumps(exc.messages)) from None
 

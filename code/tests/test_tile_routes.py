@@ -1,0 +1,166 @@
+"""The tile routes, HTTP in and out, against a mocked SpyCloud."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import responses
+from responses import matchers
+
+from relay import create_app
+
+from .conftest import API
+
+NOW = dt.datetime(2026, 3, 15, 12, 0, tzinfo=dt.timezone.utc)
+WATCHLIST = API + "breach/data/watchlist"
+CATALOG = API + "breach/catalog/"
+
+
+def rec(n: int, day: str, severity: int = 20, source: int = 7) -> dict:
+    return {"email": f"u{n % 3}@corp.example", "document_id": f"d{n}",
+            "source_id": source, "severity": severity,
+            "spycloud_publish_date": f"{day}T00:00:00Z"}
+
+
+def page(results: list, cursor: str = "") -> dict:
+    return {"cursor": cursor, "hits": len(results), "results": results}
+
+
+@pytest.fixture
+def app(settings):
+    return create_app(dataclasses.replace(settings, tiles_max_pages=2),
+                      now=lambda: NOW)
+
+
+def invalid(message: str) -> dict:
+    return {"errors": [{"type": "fatal", "code": "invalid argument",
+                        "message": f"Invalid JSON payload received. {message}"}]}
+
+
+@pytest.mark.parametrize(("path", "payload", "message"), [
+    ("/tiles/tile-data", {"tile_id": "spycloud-top-breaches"},
+     '{"period": ["Missing data for required field."]}'),
+    ("/tiles/tile-data", {"tile_id": "", "period": "last_7_days"},
+     '{"tile_id": ["Must be one of: spycloud-exposure-summary,'
+     ' spycloud-exposures-by-severity, spycloud-new-exposures,'
+     ' spycloud-top-breaches, spycloud-most-exposed."]}'),
+    ("/tiles/tile-data", {"tile_id": "spycloud-top-breaches",
+                          "period": "last_year"},
+     '{"period": ["Must be one of: last_24_hours, last_7_days, last_30_days,'
+     ' last_60_days, last_90_days."]}'),
+    ("/tiles/tile-data", {"tile_id": "spycloud-top-breaches",
+                          "period": "last_7_days", "org": "x"},
+     '{"org": ["Unknown field."]}'),
+    ("/tiles/tile", {"tile_id": "nope"},
+     '{"tile_id": ["Must be one of: spycloud-exposure-summary,'
+     ' spycloud-exposures-by-severity, spycloud-new-exposures,'
+     ' spycloud-top-breaches, spycloud-most-exposed."]}'),
+    ("/tiles/tile", [], '{"_schema": ["Invalid input type."]}'),
+    ("/tiles", {"tile_id": "x"}, "/tiles takes no body."),
+])
+def test_bad_requests_name_the_problem(client, mocked, path, payload,
+                                       message) -> None:
+    assert client.post(path, json=payload).json == invalid(message)
+    assert len(mocked.calls) == 0
+
+
+def test_body_that_is_not_json(client, mocked) -> None:
+    answer = client.post("/tiles/tile-data", data=b"{nope",
+                         content_type="application/json")
+    assert answer.json == invalid("The body is not JSON.")
+
+
+def test_tiles_need_the_token(client, mocked) -> None:
+    assert client.post("/tiles").json["errors"][0]["message"] == \
+        "Authorization failed: Authorization header is missing"
+
+
+def test_tile_definitions(client, mocked, auth) -> None:
+    listed = client.post("/tiles", headers=auth).json["data"]
+    assert [t["id"] for t in listed][:2] == [
+        "spycloud-exposure-summary", "spycloud-exposures-by-severity"]
+    one = client.post("/tiles/tile", headers=auth,
+                      json={"tile_id": "spycloud-most-exposed"}).json
+    assert one["data"]["type"] == "markdown"
+
+
+def summary(client, auth, period: str = "last_7_days") -> dict:
+    return client.post("/tiles/tile-data", headers=auth, json={
+        "tile_id": "spycloud-exposure-summary", "period": period}).json
+
+
+def test_watchlist_since_the_period_start_filtered_exactly(
+        client, mocked, auth) -> None:
+    mocked.get(WATCHLIST, json=page([
+        rec(1, "2026-03-14"), rec(2, "2026-03-08"), rec(3, "2026-03-09")]),
+        match=[matchers.query_param_matcher({"since": "2026-03-08"})])
+    mocked.get(CATALOG + "7", json=page([{"id": 7, "uuid": "u7",
+                                          "title": "Seven"}]))
+    body = summary(client, auth)
+    assert "errors" not in body
+    # 2026-03-08 00:00 is before the window's start, 03-08 12:00.
+    assert body["data"]["data"][1]["value"] == 2
+
+
+def test_page_cap_and_missing_catalog_warn(client, mocked, auth) -> None:
+    mocked.get(WATCHLIST, json=page([rec(1, "2026-03-14")], "c1"),
+               match=[matchers.query_param_matcher({"since": "2026-03-08"})])
+    mocked.get(WATCHLIST, json=page([rec(2, "2026-03-13")], "c2"),
+               match=[matchers.query_param_matcher(
+                   {"since": "2026-03-08", "cursor": "c1"})])
+    mocked.get(CATALOG + "7", json=page([]))
+    body = summary(client, auth)
+    assert body["data"]["data"][1]["value"] == 2
+    assert body["errors"] == [
+        {"type": "warning", "code": "too many results",
+         "message": "The watchlist holds more records than the relay reads"
+         " (2 pages); the figures cover the newest pages read."},
+        {"type": "warning", "code": "not found",
+         "message": "SpyCloud did not return results for 7"},
+    ]
+
+
+def test_watchlist_failure_is_the_answer(client, mocked, auth) -> None:
+    mocked.get(WATCHLIST, status=404)
+    assert summary(client, auth) == {"errors": [{
+        "type": "fatal", "code": "not found",
+        "message": "The Spycloud not found."}]}
+
+
+def test_five_tiles_at_once_read_the_watchlist_once(
+        client, mocked, auth) -> None:
+    reads = []
+    lock = threading.Lock()
+
+    def watchlist(request):
+        with lock:
+            reads.append(request.url)
+        time.sleep(0.1)  # the others arrive while this read is under way
+        return 200, {}, json.dumps(page([rec(1, "2026-03-14")]))
+
+    mocked.add_callback(responses.GET, re.compile(WATCHLIST + ".*"),
+                        watchlist)
+    mocked.get(CATALOG + "7", json=page([{"id": 7, "uuid": "u7",
+                                          "title": "Seven"}]))
+    tile_ids = ["spycloud-exposure-summary", "spycloud-exposures-by-severity",
+                "spycloud-new-exposures", "spycloud-top-breaches",
+                "spycloud-most-exposed"]
+    with ThreadPoolExecutor(5) as pool:
+        answers = list(pool.map(
+            lambda tile_id: client.application.test_client().post(
+                "/tiles/tile-data", headers=auth,
+                json={"tile_id": tile_id, "period": "last_30_days"}).json,
+            tile_ids))
+    assert all("errors" not in answer for answer in answers)
+    assert len(reads) == 1
+    summary(client, auth, "last_30_days")  # cached: no new read
+    assert len(reads) == 1
+    summary(client, auth, "last_90_days")  # another period: its own read
+    assert len(reads) == 2

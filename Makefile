@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(CURDIR)/$(VENV)/bin
 
-.PHONY: test demo token bench load audit venv clean
+.PHONY: test demo token tiles bench load audit venv clean
 
 venv: $(VENV)/.installed
 
@@ -23,6 +23,11 @@ demo: venv
 # A token the running demo accepts: make token CLAIMS='MIN_SEVERITY=20'
 token: venv
 	@cd code && $(BIN)/python -m devtools.demo token $(CLAIMS)
+
+# The five dashboard tiles of the demo data, drawn: code/.demo/tiles.html
+# (and tiles.png with Chromium).
+tiles: venv
+	cd code && $(BIN)/python -m devtools.tiles_page $(TILES_ARGS)
 
 bench: venv
 	cd code && $(BIN)/python -m devtools.bench $(BENCH_ARGS)

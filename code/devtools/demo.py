@@ -21,6 +21,7 @@ from .tokenkit import TokenKit, claim
 OBSERVABLES = Path(__file__).resolve().parents[2] / "observables.json"
 STATE = CODE / ".demo"
 LIFETIME = 3600  # seconds a printed token lasts
+PRETTY = "python3 -m json.tool"
 REFER = shlex.quote(json.dumps([{"type": "email", "value": "jane.doe@demo.test"},
                                 {"type": "ipv6", "value": "2001:db8::5"}]))
 
@@ -70,14 +71,19 @@ Relay (gunicorn)   {stack.url}
 
 Try it (another terminal):
 
-curl -s -X POST {stack.url}/health -H {auth}
+curl -s -X POST {stack.url}/health -H {auth}; echo
 
 curl -s -X POST {stack.url}/observe/observables -H {auth} \\
-  -H 'Content-Type: application/json' -d @{OBSERVABLES}
+  -H 'Content-Type: application/json' -d @{OBSERVABLES} | {PRETTY}
 
 curl -s -X POST {stack.url}/refer/observables -H {auth} \\
   -H 'Content-Type: application/json' \\
-  -d {REFER}
+  -d {REFER} | {PRETTY}
+
+curl -s -X POST {stack.url}/tiles/tile-data -H {auth} \\
+  -H 'Content-Type: application/json' \\
+  -d '{{"tile_id": "spycloud-exposure-summary", "period": "last_30_days"}}' \\
+  | {PRETTY}
 
 The token lasts {LIFETIME // 60} minutes. Another, with any claims:
   make token CLAIMS='MIN_SEVERITY=20 LOOKBACK_DAYS=30 MASK_PASSWORDS=true'

@@ -45,7 +45,7 @@ class Settings:
     max_entities_limit: int = 1000
     max_body_bytes: int = 1_048_576
     records_cache_ttl: float = 300.0
-    records_cache_size: int = 50_000
+    records_cache_size: int = 20_000
     portal_url: str = DEFAULT_PORTAL_URL
     tiles_cache_ttl: float = 900.0
     tiles_max_pages: int = 20
@@ -94,7 +94,7 @@ class Settings:
             max_body_bytes=reader.integer("MAX_BODY_BYTES", 1_048_576),
             records_cache_ttl=reader.number("RECORDS_CACHE_TTL", 300.0,
                                             zero=True),
-            records_cache_size=reader.integer("RECORDS_CACHE_SIZE", 50_000),
+            records_cache_size=reader.integer("RECORDS_CACHE_SIZE", 20_000),
             portal_url=reader.text("SPYCLOUD_PORTAL_URL",
                                    DEFAULT_PORTAL_URL).rstrip("/"),
             tiles_cache_ttl=reader.number("TILES_CACHE_TTL", 900.0),

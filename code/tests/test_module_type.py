@@ -17,13 +17,14 @@ def test_module_type() -> None:
     assert spec["custom_key"]["required"] is True
     assert spec["custom_CTR_ENTITIES_LIMIT"]["type"] == "integer"
     assert [c["id"] for c in doc["capabilities"]] == [
-        "health", "observe", "refer"]
+        "health", "observe", "refer", "tiles"]
     props = doc["properties"]
     assert props["auth-type"] == "configuration-token"
     assert props["configuration-token-alg"] == "RS256"
     assert props["custom_jwks_host"].startswith("visibility.")
     assert set(props["supported-apis"]) == {
-        "health", "observe/observables", "refer/observables"}
+        "health", "observe/observables", "refer/observables", "tiles",
+        "tiles/tile", "tiles/tile-data"}
     assert doc["logo"].startswith("data:image/svg+xml;base64,")
     for field in ("title", "default_name", "short_description",
                   "description", "tips"):

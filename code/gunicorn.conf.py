@@ -1,9 +1,54 @@
-"""Gunicorn settings for an I/O-bound relay: threads, timeouts, stdout logs."""
+"""Gunicorn settings for an I/O-bound relay, read from the relay's own table
+of settings (`relay/settings.py`): a value that cannot be used stops the
+master here, before any worker starts, with one line naming it."""
 
 import ctypes
-import gc
 import ctypes.util
+import gc
 import os
+import sys
+import tempfile
+
+# Prometheus' multiprocess mode must be chosen before the client is
+# imported (by the relay, in each worker): a directory shared by them all.
+if os.environ.get("METRICS_BIND", "").strip():
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
+                          tempfile.mkdtemp(prefix="relay-metrics-"))
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from relay.logs import config as _log_config  # noqa: E402
+from relay.settings import Settings, SettingsError  # noqa: E402
+
+try:
+    SETTINGS = Settings.from_env()
+except SettingsError as _error:
+    print(f"relay: cannot start: {_error}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+bind = SETTINGS.bind
+# The relay mostly waits on SpyCloud, so one process with many threads
+# serves a container: its catalog cache, JWKS cache and per-key cap are then
+# shared by every request. More processes each keep their own.
+worker_class = "gthread"
+workers = SETTINGS.workers
+threads = SETTINGS.threads
+# Above the relay's own budget for SpyCloud, so a slow SpyCloud gives the
+# analyst an answer with an error rather than a killed worker.
+timeout = int(SETTINGS.request_budget) + 15
+graceful_timeout = 10
+keepalive = 5
+# The relay writes its own access line (no headers, no query strings), in
+# the one format configured here for the relay, gunicorn and libraries.
+accesslog = None
+errorlog = "-"
+loglevel = SETTINGS.log_level.lower()
+logconfig_dict = _log_config(SETTINGS.log_level, SETTINGS.log_format)
+# Bound request lines and headers; bodies are capped by the app (413).
+limit_request_line = 8190
+limit_request_fields = 100
+# No runtime control socket: nothing manages the relay that way, and a
+# container's user may have no home directory to put it in.
+control_socket_disable = True
 
 # glibc gives each thread that allocates its own malloc arena (up to 8 per
 # core), and memory freed in one is not reused by the others: a relay whose
@@ -18,28 +63,26 @@ if _libc:
     except AttributeError:  # a C library without mallopt
         pass
 
-bind = os.environ.get("BIND", "0.0.0.0:9090")
-# The relay mostly waits on SpyCloud, so one process with many threads
-# serves a container: its catalog cache, JWKS cache and per-key cap are then
-# shared by every request. More processes each keep their own.
-worker_class = "gthread"
-workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
-threads = int(os.environ.get("GUNICORN_THREADS", "32"))
-# Above the relay's own budget for SpyCloud, so a slow SpyCloud gives the
-# analyst an answer with an error rather than a killed worker.
-timeout = int(float(os.environ.get("RELAY_REQUEST_BUDGET", "25"))) + 15
-graceful_timeout = 10
-keepalive = 5
-# The relay writes its own access line (no headers, no query strings).
-accesslog = None
-errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
-# Bound request lines and headers; bodies are capped by the app (413).
-limit_request_line = 8190
-limit_request_fields = 100
-# No runtime control socket: nothing manages the relay that way, and a
-# container's user may have no home directory to put it in.
-control_socket_disable = True
+
+def when_ready(server):
+    """Say once, in the master, what the relay runs with; serve metrics."""
+    import logging
+
+    from relay import metrics
+    from relay.version import VERSION
+
+    logging.getLogger("relay").info(
+        "relay %s starting", VERSION,
+        extra={"fields": SETTINGS.describe()})
+    if SETTINGS.metrics_bind:
+        metrics.serve(SETTINGS.metrics_bind)
+
+
+def child_exit(server, worker):
+    """Forget a dead worker's live gauges in the shared metrics."""
+    from relay import metrics
+
+    metrics.worker_exited(worker.pid)
 
 
 def post_worker_init(worker):

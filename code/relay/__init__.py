@@ -5,21 +5,23 @@ from __future__ import annotations
 import datetime as dt
 import io
 import logging
-import sys
+import re
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
+import stamina
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import routes
+from . import metrics, routes, transport
 from .auth import JwksCache
 from .catalog_cache import CatalogCache
 from .dashboard import Dashboard
-from .envelope import body
+from .envelope import body, outcome
 from .errors import RelayError
 from .jsonio import OrjsonProvider
 from .lookup import Lookup
@@ -27,9 +29,10 @@ from .records_cache import RecordsCache
 from .settings import Settings
 from .spycloud import SpyCloud
 from .transport import Transport
-from .version import VERSION
 
 log = logging.getLogger("relay")
+# An incoming X-Request-Id is kept when it is a plain token; else a new one.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def _utcnow() -> dt.datetime:
@@ -57,7 +60,9 @@ def create_app(
     *clock* drives the JWKS cache's lifetimes and *now* is the wall clock
     of lookback days and tile windows (tests pass fakes)."""
     settings = settings or Settings.from_env()
-    _configure_logging(settings.log_level)
+    # Retries are logged at INFO by the relay's own hook, with the endpoint
+    # and request id (stamina's default hook would log bare event names).
+    stamina.instrumentation.set_on_retry_hooks([transport.log_retry])
     app = Flask(__name__)
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -88,13 +93,13 @@ def create_app(
     _register_body_cap(app, settings.max_body_bytes)
     _register_error_handlers(app)
     _register_access_log(app)
-    log.info("relay %s starting with %s", VERSION, settings.describe())
     return app
 
 
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(RelayError)
     def relay_error(error: RelayError):
+        g.outcome = outcome([error])
         return jsonify(body(errors=[error]))
 
     @app.errorhandler(HTTPException)
@@ -105,6 +110,7 @@ def _register_error_handlers(app: Flask) -> None:
             "reason": type(error).__name__,
         })
         response.status_code = error.code or 500
+        g.outcome = f"http_{response.status_code}"
         # Keep what the status needs, e.g. the `Allow` header of a 405.
         for name, value in error.get_headers():
             if name.lower() != "content-type":
@@ -113,7 +119,9 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
-        log.exception("unexpected error on %s", request.path)
+        log.exception("unexpected error on %s", request.path,
+                      extra={"fields": {"request_id": g.get("request_id")}})
+        g.outcome = "fatal:unknown"
         return jsonify(body(errors=[
             RelayError("An unexpected error occurred.", code="unknown")
         ]))
@@ -138,29 +146,24 @@ def _register_access_log(app: Flask) -> None:
     @app.before_request
     def start_clock() -> None:
         g.started = time.monotonic()
+        given = request.headers.get("X-Request-Id", "")
+        g.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
     @app.after_request
     def access_log(response):
         budget = g.get("budget")
-        log.info(
-            "%s %s %s %.3fs observables=%d spycloud_calls=%d",
-            request.method,
-            request.path,
-            response.status_code,
-            time.monotonic() - g.get("started", time.monotonic()),
-            g.get("observables", 0),
-            budget.calls if budget else 0,
-        )
+        elapsed = time.monotonic() - g.get("started", time.monotonic())
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        result = g.get("outcome", "ok")
+        response.headers["X-Request-Id"] = g.get("request_id", "-")
+        metrics.REQUESTS.labels(route, result.partition(":")[0]).inc()
+        metrics.DURATION.labels(route).observe(elapsed)
+        log.info("%s %s %s", request.method, request.path,
+                 response.status_code, extra={"fields": {
+                     "duration": f"{elapsed:.3f}",
+                     "request_id": g.get("request_id", "-"),
+                     "outcome": result,
+                     "observables": g.get("observables", 0),
+                     "spycloud_calls": budget.calls if budget else 0,
+                 }})
         return response
-
-
-def _configure_logging(level: str) -> None:
-    if not any(getattr(h, "_relay", False) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(levelname)s %(name)s: %(message)s"
-        ))
-        handler._relay = True
-        log.addHandler(handler)
-        log.propagate = False
-    log.setLevel(level)

@@ -17,6 +17,7 @@ from typing import Any
 import jwt
 import requests
 
+from . import metrics
 from .budget import Budget
 from .errors import AuthorizationError, RelayError, warning
 
@@ -79,6 +80,24 @@ class Claims:
         return self.options.entities_limit
 
 
+# A short code per failure, for the log line (never the token itself).
+REASONS = {
+    NO_HEADER: "missing_header", WRONG_TYPE: "wrong_type",
+    WRONG_STRUCTURE: "wrong_structure", NO_JWKS_HOST: "no_jwks_host",
+    WRONG_JWKS_HOST: "jwks_host_refused", KID_NOT_FOUND: "unknown_kid",
+    WRONG_KEY: "bad_signature", WRONG_AUDIENCE: "wrong_audience",
+    EXPIRED: "expired", NOT_YET_VALID: "not_yet_valid",
+    WRONG_PAYLOAD: "no_key", UNUSABLE_KEY: "unusable_key",
+}
+
+
+def reason_code(error: AuthorizationError) -> str:
+    """Name why a token was refused; SpyCloud's own refusals of the key
+    are `spycloud_refused`."""
+    reason = error.message.removeprefix("Authorization failed: ")
+    return REASONS.get(reason, "spycloud_refused")
+
+
 @dataclass(frozen=True)
 class _Keys:
     keys: Mapping[str, jwt.PyJWK]
@@ -133,6 +152,7 @@ class JwksCache:
         url = self._url_template.format(jwks_host=host)
         left = budget.remaining() if budget else max(self.TIMEOUT)
         self.fetches += 1
+        metrics.JWKS_FETCHES.inc()
         try:
             response = self._session.get(
                 url,

@@ -1,4 +1,4 @@
-"""A request's time budget and its count of SpyCloud calls."""
+"""A request's time budget, its id and its count of SpyCloud calls."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ class Budget:
     """Seconds left for one relay request, shared by all its threads."""
 
     def __init__(
-        self, seconds: float, clock: Callable[[], float] = time.monotonic
+        self, seconds: float, clock: Callable[[], float] = time.monotonic,
+        request_id: str = "-",
     ) -> None:
         self.seconds = seconds
+        self.request_id = request_id  # for log lines of the request's calls
         self._clock = clock
         self._deadline = clock() + seconds
         self._lock = threading.Lock()

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from cachetools import TTLCache
 
+from . import metrics
 from .records import Catalog
 
 MISSING_TTL = 60.0
@@ -44,6 +45,7 @@ class CatalogCache:
                     missing.append(catalog_id)
                 else:
                     unknown.append(catalog_id)
+        metrics.cache("catalog", len(found) + len(missing), len(unknown))
         return found, missing, unknown
 
     def store(

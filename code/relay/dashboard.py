@@ -17,7 +17,7 @@ from typing import Any
 
 from cachetools import TTLCache
 
-from . import tiles
+from . import metrics, tiles
 from .budget import Budget
 from .errors import RelayError, warning
 from .lookup import Lookup
@@ -48,11 +48,13 @@ class SingleFlight:
         a caller that finds it being computed waits at most *timeout*."""
         with self._lock:
             if key in self._cache:
+                metrics.cache("tiles", 1, 0)
                 return self._cache[key]
             flight = self._flights.get(key)
             leader = flight is None
             if leader:
                 flight = self._flights[key] = Future()
+        metrics.cache("tiles", not leader, leader)
         if not leader:
             return flight.result(timeout=timeout)
         try:

@@ -48,3 +48,13 @@ def body(data: Any = None, errors: Iterable[RelayError] = ()) -> dict:
     if unique:
         out["errors"] = [error.json() for error in unique]
     return out
+
+
+def outcome(errors: Iterable[RelayError]) -> str:
+    """Sum up an answer for the access log: `ok`, `partial` (warnings) or
+    `fatal:<code>` of its first fatal error."""
+    errors = list(errors)
+    for error in errors:
+        if error.type == "fatal":
+            return f"fatal:{error.code}"
+    return "partial" if errors else "ok"

@@ -62,7 +62,19 @@ class HealthCheckError(RelayError):
 
 
 class SpyCloudError(RelayError):
-    """SpyCloud failed or answered something the relay cannot use."""
+    """SpyCloud failed or answered something the relay cannot use.
+
+    `kind` names the failure for operators (logs, metrics) and `status` is
+    SpyCloud's HTTP status, when it answered one.
+    """
+
+    def __init__(
+        self, message: str, *, code: str | None = None,
+        kind: str = "error", status: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.kind = kind
+        self.status = status
 
 
 class RetryableError(SpyCloudError):
@@ -74,9 +86,10 @@ class RetryableError(SpyCloudError):
 
     def __init__(
         self, message: str, *, code: str | None = None,
+        kind: str = "error", status: int | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message, code=code)
+        super().__init__(message, code=code, kind=kind, status=status)
         self.retry_after = retry_after
 
 

@@ -15,6 +15,7 @@ from collections.abc import Hashable
 
 from cachetools import TTLCache
 
+from . import metrics
 from .spycloud import Records
 
 
@@ -34,7 +35,9 @@ class RecordsCache:
         if not self.enabled:
             return None
         with self._lock:
-            return self._cache.get(key)
+            found = self._cache.get(key)
+        metrics.cache("records", found is not None, found is None)
+        return found
 
     def put(self, key: Hashable, found: Records) -> None:
         """Keep *found* for the TTL (unless larger than the whole cache)."""

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from flask import Blueprint, current_app, g, jsonify, request
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from . import observables, refer as links, tiles
-from .auth import Claims, authorize
+from .auth import Claims, authorize, reason_code
 from .budget import Budget
-from .envelope import body
-from .errors import HealthCheckError, InvalidArgumentError
+from .envelope import body, outcome
+from .errors import AuthorizationError, HealthCheckError, InvalidArgumentError
 from .settings import Settings
 from .version import VERSION
 
+log = logging.getLogger(__name__)
 bp = Blueprint("relay", __name__)
 
 ROUTES = {
@@ -36,22 +38,34 @@ def _settings() -> Settings:
 
 def _budget() -> Budget:
     """Start the request's time budget; it covers the JWKS fetch too."""
-    g.budget = Budget(_settings().request_budget)
+    g.budget = Budget(_settings().request_budget, request_id=g.request_id)
     return g.budget
+
+
+def _answer(data, errors=()):
+    """Answer in the envelope, noting the outcome for the access line."""
+    errors = list(errors)
+    g.outcome = outcome(errors)
+    return jsonify(body(data, errors))
 
 
 def _claims(budget: Budget) -> Claims:
     relay = current_app.extensions["relay"]
     settings = relay.settings
     audience = settings.jwt_audience or request.url_root.rstrip("/")
-    return authorize(
-        request.headers.get("Authorization"),
-        audience,
-        settings.allowed_jwks_hosts,
-        relay.jwks,
-        budget,
-        settings.max_entities_limit,
-    )
+    try:
+        return authorize(
+            request.headers.get("Authorization"),
+            audience,
+            settings.allowed_jwks_hosts,
+            relay.jwks,
+            budget,
+            settings.max_entities_limit,
+        )
+    except AuthorizationError as error:
+        log.info("authorization failed", extra={"fields": {
+            "reason": reason_code(error), "request_id": g.request_id}})
+        raise
 
 
 @bp.get("/")
@@ -77,7 +91,7 @@ def watchdog():
     value = request.headers.get("Health-Check")
     if not value:
         raise HealthCheckError()
-    return jsonify(body(value))
+    return _answer(value)
 
 
 @bp.post("/health")
@@ -86,7 +100,7 @@ def health():
     budget = _budget()
     claims = _claims(budget)
     current_app.extensions["relay"].spycloud.ping(claims.key, budget)
-    return jsonify(body({"status": "ok"}))
+    return _answer({"status": "ok"})
 
 
 def _observables() -> observables.Query:
@@ -101,14 +115,14 @@ def observe():
     """Answer sightings, indicators and relationships for observables."""
     query = _observables()
     if not query.observables:
-        return jsonify(body({}, query.warnings))
+        return _answer({}, query.warnings)
     budget = _budget()
     claims = _claims(budget)
     bundle, errors = current_app.extensions["relay"].lookup.observe(
         claims.key, query.observables, claims.options, budget
     )
-    return jsonify(body(bundle.json(),
-                        [*query.warnings, *claims.warnings, *errors]))
+    return _answer(bundle.json(),
+                   [*query.warnings, *claims.warnings, *errors])
 
 
 @bp.post("/refer/observables")
@@ -116,7 +130,7 @@ def refer():
     """Answer pivot links: Search for each observable, Browse per breach."""
     query = _observables()
     if not query.observables:
-        return jsonify(body([], query.warnings))
+        return _answer([], query.warnings)
     budget = _budget()
     claims = _claims(budget)
     portal = _settings().portal_url
@@ -128,8 +142,8 @@ def refer():
         for link in [links.search(portal, observable.type, observable.value),
                      *links.browse(portal, observable.type, catalogs or ())]:
             references.setdefault(link["id"], link)
-    return jsonify(body(list(references.values()),
-                        [*query.warnings, *claims.warnings, *errors]))
+    return _answer(list(references.values()),
+                   [*query.warnings, *claims.warnings, *errors])
 
 
 class TileSchema(Schema):
@@ -168,7 +182,7 @@ def tile_list():
                 b"{}", b"null")):
         raise InvalidArgumentError("/tiles takes no body.")
     _claims(_budget())
-    return jsonify(body([tiles.definition(t) for t in tiles.TILES]))
+    return _answer([tiles.definition(t) for t in tiles.TILES])
 
 
 @bp.post("/tiles/tile")
@@ -176,7 +190,7 @@ def tile():
     """Describe one tile."""
     wanted = _tile_request(TileSchema())
     _claims(_budget())
-    return jsonify(body(tiles.definition(wanted["tile_id"])))
+    return _answer(tiles.definition(wanted["tile_id"]))
 
 
 @bp.post("/tiles/tile-data")
@@ -187,4 +201,4 @@ def tile_data():
     claims = _claims(budget)
     data, errors = current_app.extensions["relay"].dashboard.tile_data(
         claims.key, wanted["tile_id"], wanted["period"], budget)
-    return jsonify(body(data, errors))
+    return _answer(data, errors)

@@ -1,161 +1,301 @@
-"""Operator settings, parsed from the environment once at start-up."""
+"""Operator settings: every environment variable declared once, here.
+
+Each field of `Settings` names its variable, how its text is read and
+checked, and what it is for. The relay, `gunicorn.conf.py` and the
+README's table (`python -m relay.settings`) all come from this one table;
+a value that cannot be used stops the relay at start-up with one line
+naming the variable, the value and what is allowed.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import urlsplit
 
-DEFAULT_SPYCLOUD_API_URL = "https://api.spycloud.io/enterprise-v2/"
 DEFAULT_JWKS_HOSTS = (
     "visibility.amp.cisco.com",
     "visibility.eu.amp.cisco.com",
     "visibility.apjc.amp.cisco.com",
 )
-DEFAULT_JWKS_URL_TEMPLATE = "https://{jwks_host}/.well-known/jwks"
-DEFAULT_PORTAL_URL = "https://portal.spycloud.com"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+TRUE = frozenset({"1", "true", "yes", "on"})
+FALSE = frozenset({"0", "false", "no", "off"})
 
 
 class SettingsError(ValueError):
     """An environment variable holds a value the relay cannot use."""
 
 
+# --- readers: text → value, or ValueError saying what is allowed ------------
+
+def url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("an http:// or https:// URL")
+    return text
+
+
+def base_url(text: str) -> str:
+    return url(text) if text.endswith("/") else url(text) + "/"
+
+
+def portal(text: str) -> str:
+    return url(text).rstrip("/")
+
+
+def hosts(text: str) -> frozenset[str]:
+    found = frozenset(h.strip().lower() for h in text.split(",") if h.strip())
+    if not found:
+        raise ValueError("at least one host (host or host:port), comma-separated")
+    return found
+
+
+def template(text: str) -> str:
+    if "{jwks_host}" not in text:
+        raise ValueError("a URL containing {jwks_host}")
+    url(text.replace("{jwks_host}", "host"))
+    return text
+
+
+def optional(text: str) -> str | None:
+    return text or None
+
+
+def boolean(text: str) -> bool:
+    if text.lower() in TRUE:
+        return True
+    if text.lower() in FALSE:
+        return False
+    raise ValueError("true or false (also yes/no, on/off, 1/0)")
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("a number of seconds above 0") from None
+    if not value > 0 or value == float("inf"):
+        raise ValueError("a number of seconds above 0")
+    return value
+
+
+def seconds_or_zero(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise ValueError("a number of seconds, 0 or more")
+    return value
+
+
+def count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError("a whole number of 1 or more")
+    return int(text)
+
+
+def level(text: str) -> str:
+    if text.upper() not in LOG_LEVELS:
+        raise ValueError("one of " + ", ".join(LOG_LEVELS))
+    return text.upper()
+
+
+def log_format(text: str) -> str:
+    if text.lower() not in LOG_FORMATS:
+        raise ValueError("one of " + ", ".join(LOG_FORMATS))
+    return text.lower()
+
+
+ADDRESS = re.compile(r"(?:\[[0-9a-fA-F:.]+\]|[\w.-]*):(\d{1,5})")
+
+
+def address(text: str) -> str:
+    match = ADDRESS.fullmatch(text)
+    if not match or not 0 < int(match.group(1)) < 65536:
+        raise ValueError("HOST:PORT, e.g. 0.0.0.0:9090")
+    return text
+
+
+def optional_address(text: str) -> str | None:
+    return address(text) if text else None
+
+
+def var(name: str, default: Any, read: Callable[[str], Any], help: str,
+        shown: str | None = None) -> Any:
+    """Declare a setting: its variable, default, reader and description
+    (*shown*: the default as the README shows it)."""
+    return field(default=default, metadata={
+        "env": name, "read": read, "help": help,
+        "shown": shown if shown is not None else _shown(default)})
+
+
+def _shown(default: Any) -> str:
+    if default is None:
+        return "unset"
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, float) and default.is_integer():
+        return str(int(default))
+    return str(default)
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Everything the operator can tune; see the README's table."""
+    """Everything the operator can tune."""
 
-    spycloud_api_url: str = DEFAULT_SPYCLOUD_API_URL
-    allowed_jwks_hosts: frozenset[str] = frozenset(DEFAULT_JWKS_HOSTS)
-    jwks_url_template: str = DEFAULT_JWKS_URL_TEMPLATE
-    jwt_audience: str | None = None
-    trust_proxy_headers: bool = False
-    jwks_cache_ttl: float = 600.0
-    jwks_refresh_interval: float = 30.0
-    connect_timeout: float = 3.05
-    read_timeout: float = 10.0
-    request_budget: float = 25.0
-    max_pages: int = 10
-    max_concurrency: int = 20
-    retry_attempts: int = 3
-    retry_wait_initial: float = 0.2
-    retry_wait_max: float = 2.0
-    catalog_cache_ttl: float = 3600.0
-    catalog_cache_size: int = 10_000
-    max_emails_per_request: int = 100
-    max_entities_limit: int = 1000
-    max_body_bytes: int = 1_048_576
-    records_cache_ttl: float = 300.0
-    records_cache_size: int = 20_000
-    portal_url: str = DEFAULT_PORTAL_URL
-    tiles_cache_ttl: float = 900.0
-    tiles_max_pages: int = 20
-    log_level: str = "INFO"
+    spycloud_api_url: str = var(
+        "SPYCLOUD_API_URL", "https://api.spycloud.io/enterprise-v2/",
+        base_url, "SpyCloud's API base URL (the emulator in tests and the"
+        " demo)")
+    allowed_jwks_hosts: frozenset[str] = var(
+        "ALLOWED_JWKS_HOSTS", frozenset(DEFAULT_JWKS_HOSTS), hosts,
+        "comma-separated hosts (`host` or `host:port`) a token's `jwks_host`"
+        " may name; nothing is fetched from any other",
+        ",".join(DEFAULT_JWKS_HOSTS))
+    jwks_url_template: str = var(
+        "JWKS_URL_TEMPLATE", "https://{jwks_host}/.well-known/jwks", template,
+        "where signing keys are fetched")
+    jwt_audience: str | None = var(
+        "JWT_AUDIENCE", None, optional,
+        "pins the expected `aud` claim (unset: the request's root URL)")
+    trust_proxy_headers: bool = var(
+        "TRUST_PROXY_HEADERS", False, boolean,
+        "honour `X-Forwarded-Proto`/`-Host` when computing the audience"
+        " (behind a TLS-terminating proxy)")
+    jwks_cache_ttl: float = var(
+        "JWKS_CACHE_TTL", 600.0, seconds, "seconds a JWKS is cached per host")
+    jwks_refresh_interval: float = var(
+        "JWKS_REFRESH_INTERVAL", 30.0, seconds,
+        "an unknown `kid` refreshes a host's JWKS once, at most once per this"
+        " many seconds")
+    connect_timeout: float = var(
+        "SPYCLOUD_CONNECT_TIMEOUT", 3.05, seconds,
+        "seconds to connect to SpyCloud")
+    read_timeout: float = var(
+        "SPYCLOUD_READ_TIMEOUT", 10.0, seconds,
+        "seconds to wait for a SpyCloud answer")
+    request_budget: float = var(
+        "RELAY_REQUEST_BUDGET", 25.0, seconds,
+        "total seconds one request may spend, retries included; what was"
+        " obtained by then is returned with an error")
+    max_pages: int = var(
+        "SPYCLOUD_MAX_PAGES", 10, count,
+        "pages of 1,000 records read per observable; more gives a warning")
+    max_concurrency: int = var(
+        "SPYCLOUD_MAX_CONCURRENCY", 20, count,
+        "SpyCloud calls in flight per API key, across all requests of a"
+        " process; also the most one request fans out")
+    retry_attempts: int = var(
+        "SPYCLOUD_RETRY_ATTEMPTS", 3, count,
+        "attempts per call on throttling, 500/502/503/504, timeouts and"
+        " connection errors")
+    retry_wait_initial: float = var(
+        "SPYCLOUD_RETRY_WAIT", 0.2, seconds,
+        "first backoff in seconds (doubles each time, with jitter)")
+    retry_wait_max: float = var(
+        "SPYCLOUD_RETRY_WAIT_MAX", 2.0, seconds,
+        "longest backoff in seconds (a `Retry-After` is honoured up to 10 s)")
+    catalog_cache_ttl: float = var(
+        "CATALOG_CACHE_TTL", 3600.0, seconds,
+        "seconds a breach catalog is cached, per API key")
+    catalog_cache_size: int = var(
+        "CATALOG_CACHE_SIZE", 10_000, count, "catalogs cached at most")
+    max_emails_per_request: int = var(
+        "MAX_EMAILS_PER_REQUEST", 100, count,
+        "observables (of every type) looked up per call; the rest are"
+        " skipped with a warning")
+    max_entities_limit: int = var(
+        "MAX_ENTITIES_LIMIT", 1000, count,
+        "the most sightings per observable a module's `CTR_ENTITIES_LIMIT`"
+        " may ask for; larger values are clamped")
+    max_body_bytes: int = var(
+        "MAX_BODY_BYTES", 1_048_576, count,
+        "larger request bodies get HTTP 413")
+    records_cache_ttl: float = var(
+        "RECORDS_CACHE_TTL", 300.0, seconds_or_zero,
+        "seconds an observable's records are kept, so XDR's repeated"
+        " questions cost no SpyCloud call; `0` turns it off")
+    records_cache_size: int = var(
+        "RECORDS_CACHE_SIZE", 20_000, count,
+        "records kept at most by that cache (process memory only, never"
+        " disk or an external store)")
+    portal_url: str = var(
+        "SPYCLOUD_PORTAL_URL", "https://portal.spycloud.com", portal,
+        "where refer's Search and Browse links point")
+    tiles_cache_ttl: float = var(
+        "TILES_CACHE_TTL", 900.0, seconds,
+        "seconds one period's tile figures are kept per API key (counts"
+        " only, never records)")
+    tiles_max_pages: int = var(
+        "TILES_MAX_PAGES", 20, count,
+        "watchlist pages (1,000 records each) read for one period's tiles;"
+        " past it a warning says the figures cover the newest pages")
+    log_level: str = var(
+        "LOG_LEVEL", "INFO", level, "level of the relay's, gunicorn's and"
+        " libraries' logs")
+    log_format: str = var(
+        "LOG_FORMAT", "text", log_format,
+        "`text` (one line per event) or `json` (one JSON object per line,"
+        " for log shippers)")
+    bind: str = var(
+        "BIND", "0.0.0.0:9090", address, "gunicorn's listening address")
+    workers: int = var(
+        "WEB_CONCURRENCY", 1, count,
+        "gunicorn worker processes (see \"One process per container\")")
+    threads: int = var(
+        "GUNICORN_THREADS", 32, count,
+        "threads per worker: requests served at once")
+    metrics_bind: str | None = var(
+        "METRICS_BIND", None, optional_address,
+        "`HOST:PORT` of a separate Prometheus listener (unset: no metrics"
+        " listener; never on the XDR-facing port)")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read every setting from *env* (default: the process environment)."""
+        """Read every setting from *env* (default: the process
+        environment); raise SettingsError naming the first unusable one."""
         env = os.environ if env is None else env
-        reader = _Reader(env)
-        url = reader.text("SPYCLOUD_API_URL", DEFAULT_SPYCLOUD_API_URL)
-        if not url.endswith("/"):
-            url += "/"
-        template = reader.text("JWKS_URL_TEMPLATE", DEFAULT_JWKS_URL_TEMPLATE)
-        if "{jwks_host}" not in template:
-            raise SettingsError(
-                "JWKS_URL_TEMPLATE must contain {jwks_host}"
-            )
-        hosts = reader.text("ALLOWED_JWKS_HOSTS", ",".join(DEFAULT_JWKS_HOSTS))
-        return cls(
-            spycloud_api_url=url,
-            allowed_jwks_hosts=frozenset(
-                h.strip().lower() for h in hosts.split(",") if h.strip()
-            ),
-            jwks_url_template=template,
-            jwt_audience=reader.text("JWT_AUDIENCE", "") or None,
-            trust_proxy_headers=reader.flag("TRUST_PROXY_HEADERS"),
-            jwks_cache_ttl=reader.number("JWKS_CACHE_TTL", 600.0),
-            jwks_refresh_interval=reader.number(
-                "JWKS_REFRESH_INTERVAL", 30.0
-            ),
-            connect_timeout=reader.number("SPYCLOUD_CONNECT_TIMEOUT", 3.05),
-            read_timeout=reader.number("SPYCLOUD_READ_TIMEOUT", 10.0),
-            request_budget=reader.number("RELAY_REQUEST_BUDGET", 25.0),
-            max_pages=reader.integer("SPYCLOUD_MAX_PAGES", 10),
-            max_concurrency=reader.integer("SPYCLOUD_MAX_CONCURRENCY", 20),
-            retry_attempts=reader.integer("SPYCLOUD_RETRY_ATTEMPTS", 3),
-            retry_wait_initial=reader.number("SPYCLOUD_RETRY_WAIT", 0.2),
-            retry_wait_max=reader.number("SPYCLOUD_RETRY_WAIT_MAX", 2.0),
-            catalog_cache_ttl=reader.number("CATALOG_CACHE_TTL", 3600.0),
-            catalog_cache_size=reader.integer("CATALOG_CACHE_SIZE", 10_000),
-            max_emails_per_request=reader.integer(
-                "MAX_EMAILS_PER_REQUEST", 100
-            ),
-            max_entities_limit=reader.integer("MAX_ENTITIES_LIMIT", 1000),
-            max_body_bytes=reader.integer("MAX_BODY_BYTES", 1_048_576),
-            records_cache_ttl=reader.number("RECORDS_CACHE_TTL", 300.0,
-                                            zero=True),
-            records_cache_size=reader.integer("RECORDS_CACHE_SIZE", 20_000),
-            portal_url=reader.text("SPYCLOUD_PORTAL_URL",
-                                   DEFAULT_PORTAL_URL).rstrip("/"),
-            tiles_cache_ttl=reader.number("TILES_CACHE_TTL", 900.0),
-            tiles_max_pages=reader.integer("TILES_MAX_PAGES", 20),
-            log_level=reader.text("LOG_LEVEL", "INFO").upper(),
-        )
+        values = {}
+        for spec in fields(cls):
+            name = spec.metadata["env"]
+            raw = env.get(name)
+            if raw is None or (not raw.strip()
+                               and spec.metadata["read"] is not hosts):
+                continue  # unset (or blank): the default
+            try:
+                values[spec.name] = spec.metadata["read"](raw.strip())
+            except ValueError as exc:
+                raise SettingsError(
+                    f"{name}={raw!r} cannot be used: expected {exc}"
+                ) from None
+        return cls(**values)
 
     def describe(self) -> dict[str, object]:
-        """Return the effective settings for the start-up log line."""
-        return {
-            "spycloud_api_url": self.spycloud_api_url,
-            "allowed_jwks_hosts": sorted(self.allowed_jwks_hosts),
-            "jwks_url_template": self.jwks_url_template,
-            "jwt_audience": self.jwt_audience,
-            "trust_proxy_headers": self.trust_proxy_headers,
-            "request_budget": self.request_budget,
-            "timeouts": [self.connect_timeout, self.read_timeout],
-            "max_concurrency": self.max_concurrency,
-            "max_pages": self.max_pages,
-            "retry_attempts": self.retry_attempts,
-            "catalog_cache_ttl": self.catalog_cache_ttl,
-            "max_emails_per_request": self.max_emails_per_request,
-            "max_entities_limit": self.max_entities_limit,
-            "records_cache_ttl": self.records_cache_ttl,
-            "records_cache_size": self.records_cache_size,
-            "portal_url": self.portal_url,
-            "tiles_cache_ttl": self.tiles_cache_ttl,
-            "tiles_max_pages": self.tiles_max_pages,
-        }
+        """Return every setting by variable name, for the start-up line
+        (none is a secret: keys arrive in tokens, never here)."""
+        shown = {}
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, frozenset):
+                value = ",".join(sorted(value))
+            shown[spec.metadata["env"]] = _shown(value)
+        return shown
 
 
-class _Reader:
-    """Typed access to environment variables with clear failures."""
+def table() -> str:
+    """Return the README's table of variables, generated from `Settings`."""
+    lines = ["| variable | default | purpose |", "|---|---|---|"]
+    for spec in fields(Settings):
+        lines.append(f"| `{spec.metadata['env']}` | `{spec.metadata['shown']}`"
+                     f" | {spec.metadata['help']} |")
+    return "\n".join(lines)
 
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
 
-    def text(self, name: str, default: str) -> str:
-        return self._env.get(name, default).strip()
-
-    def flag(self, name: str) -> bool:
-        return self.text(name, "").lower() in {"1", "true", "yes", "on"}
-
-    def number(self, name: str, default: float, zero: bool = False) -> float:
-        raw = self.text(name, "")
-        if not raw:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise SettingsError(f"{name} must be a number, not {raw!r}") from None
-        if value < 0 or (value == 0 and not zero) or value != value:
-            raise SettingsError(f"{name} must be positive, not {raw!r}")
-        return value
-
-    def integer(self, name: str, default: int) -> int:
-        raw = self.text(name, "")
-        if not raw:
-            return default
-        if not raw.isdigit() or int(raw) < 1:
-            raise SettingsError(
-                f"{name} must be a positive integer, not {raw!r}"
-            )
-        return int(raw)
+if __name__ == "__main__":
+    print(table())

@@ -47,7 +47,8 @@ class SpyCloud:
 
     def ping(self, key: str, budget: Budget) -> None:
         """Make one authenticated call, as the health check does."""
-        self.transport.get_json(key, HEALTH_PATH, budget)
+        self.transport.get_json(key, HEALTH_PATH, budget,
+                                endpoint="watchlist")
 
     def records(
         self, key: str, selector: str, value: str, budget: Budget, limit: int,
@@ -64,7 +65,7 @@ class SpyCloud:
                 newest.add((record,))
 
         rejected, capped = self._pages(
-            key, f"breach/data/{selector}/" + quote(value, safe="@"),
+            key, f"breach/data/{selector}", quote(value, safe="@"),
             {"since": only.since.isoformat()} if only.since else {},
             budget, self.max_pages, offer)
         return Records(newest.records(), rejected, capped)
@@ -79,17 +80,18 @@ class SpyCloud:
         def offer(raw: Any) -> None:
             take(parse_record(raw))
 
-        return self._pages(key, "breach/data/watchlist",
+        return self._pages(key, "breach/data/watchlist", "",
                            {"since": since.isoformat()}, budget, max_pages,
                            offer)
 
     def _pages(
-        self, key: str, path: str, params: dict[str, str], budget: Budget,
-        max_pages: int, offer: Callable[[Any], None],
+        self, key: str, endpoint: str, segment: str, params: dict[str, str],
+        budget: Budget, max_pages: int, offer: Callable[[Any], None],
     ) -> tuple[int, bool]:
         """Follow the cursor of *path* up to *max_pages*, offering each raw
         record while its page holds a decoding slot; return the count of
         unusable records and whether SpyCloud holds more pages."""
+        path = f"{endpoint}/{segment}" if segment else endpoint
         cursor = ""
         seen: set[str] = set()
         rejected = 0
@@ -98,6 +100,7 @@ class SpyCloud:
                 key, path, budget,
                 {**params, "cursor": cursor} if cursor else params or None,
                 parse=lambda payload: _fold(_page(payload), offer),
+                endpoint=endpoint,
             )
             if answer is None:  # 400: an identifier SpyCloud won't search
                 return rejected, False
@@ -116,7 +119,8 @@ class SpyCloud:
     ) -> dict[int, Catalog]:
         """Return the catalogs SpyCloud has among *ids* (at most 10)."""
         path = "breach/catalog/" + ",".join(str(i) for i in ids)
-        payload = self.transport.get_json(key, path, budget)
+        payload = self.transport.get_json(key, path, budget,
+                                          endpoint="breach/catalog")
         found: dict[int, Catalog] = {}
         for raw in _page(payload).results if payload is not None else ():
             try:
@@ -134,8 +138,8 @@ def _page(payload: Any) -> Page:
         return parse_page(payload)
     except PayloadError as exc:
         raise SpyCloudError(
-            f"SpyCloud answered with an unexpected body: {exc}."
-        ) from exc
+            f"SpyCloud answered with an unexpected body: {exc}.",
+            kind="bad_body", status=200) from exc
 
 
 def _fold(page: Page, offer: Callable[[Any], None]) -> tuple[str, int]:

@@ -9,7 +9,9 @@ worth retrying, and turns every failure into a `RelayError` as the table
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -17,14 +19,23 @@ from typing import Any
 import requests
 import stamina
 from requests.adapters import HTTPAdapter
+from stamina.instrumentation import RetryDetails
 
+from . import metrics
 from .budget import Budget
-from .errors import AuthorizationError, RetryableError, SpyCloudError
+from .errors import (
+    AuthorizationError, RelayError, RetryableError, SpyCloudError,
+)
 from .jsonio import loads
 from .settings import Settings
 from .version import VERSION
 
+log = logging.getLogger(__name__)
+
 USER_AGENT = f"tr-05-spycloud-employee-ato-prevention-relay/{VERSION}"
+# The endpoint and request id of the call a thread is making, for the
+# retry hook (stamina calls it in that thread).
+CALL: contextvars.ContextVar[tuple[str, str]] = contextvars.ContextVar("call")
 RETRY_AFTER_MAX = 10.0  # seconds; a longer Retry-After is clamped
 POOL_SIZE = 64  # keep-alive connections kept per host
 # Answers decoded (and parsed) at once per process. Decoding holds the GIL,
@@ -60,7 +71,8 @@ def key_digest(api_key: str) -> str:
 
 def out_of_time(budget: Budget) -> SpyCloudError:
     """Return the error of a request whose budget ran out."""
-    return SpyCloudError(OUT_OF_TIME.format(seconds=budget.seconds))
+    return SpyCloudError(OUT_OF_TIME.format(seconds=budget.seconds),
+                         kind="out_of_time")
 
 
 class KeyLimits:
@@ -83,6 +95,9 @@ class KeyLimits:
             if entry is None:
                 entry = self._keys[digest] = (threading.Semaphore(self.cap), [0])
             entry[1][0] += 1
+        if entry[0].acquire(blocking=False):
+            return True
+        metrics.KEY_WAITS.inc()
         if entry[0].acquire(timeout=timeout):
             return True
         self._leave(digest)
@@ -131,6 +146,7 @@ class Transport:
         budget: Budget,
         params: dict[str, str] | None = None,
         parse: Callable[[Any], Any] | None = None,
+        endpoint: str = "-",
     ) -> Any:
         """GET *path* (relative to the API URL) and return its JSON, or None
         for a 400 (an identifier SpyCloud will not search); retry transient
@@ -138,25 +154,51 @@ class Transport:
 
         *parse*, if given, turns the JSON into what is returned while the
         answer holds a decoding slot, so the raw JSON never outlives it.
+        *endpoint* names the call in logs and metrics (never the value).
+        A final failure is logged once, at WARNING; retries at INFO.
         """
         settings = self._settings
+        attempts = 0
 
         def backoff(exc: Exception) -> bool | float:
-            return retry_wait(exc, budget.remaining(), settings.retry_wait_max)
+            decision = retry_wait(exc, budget.remaining(),
+                                  settings.retry_wait_max)
+            if decision is not False:
+                metrics.SPYCLOUD_CALLS.labels(endpoint, "retried").inc()
+                metrics.RETRIES.labels(endpoint).inc()
+            return decision
 
         if budget.remaining() <= 0:
             raise out_of_time(budget)
         digest = key_digest(key)
-        for attempt in stamina.retry_context(
-            on=backoff,
-            attempts=settings.retry_attempts,
-            timeout=budget.remaining(),
-            wait_initial=settings.retry_wait_initial,
-            wait_max=settings.retry_wait_max,
-            wait_jitter=settings.retry_wait_initial,
-        ):
-            with attempt:
-                return self._once(key, digest, path, params, budget, parse)
+        call = CALL.set((endpoint, budget.request_id))
+        try:
+            for attempt in stamina.retry_context(
+                on=backoff,
+                attempts=settings.retry_attempts,
+                timeout=budget.remaining(),
+                wait_initial=settings.retry_wait_initial,
+                wait_max=settings.retry_wait_max,
+                wait_jitter=settings.retry_wait_initial,
+            ):
+                with attempt:
+                    attempts += 1
+                    answer = self._once(key, digest, path, params, budget,
+                                        parse)
+                    metrics.SPYCLOUD_CALLS.labels(endpoint, "ok").inc()
+                    return answer
+        except RelayError as error:
+            kind = getattr(error, "kind", "error")
+            metrics.SPYCLOUD_CALLS.labels(
+                endpoint, kind if kind in ("throttled", "quota") else "error"
+            ).inc()
+            log.warning("SpyCloud call failed", extra={"fields": {
+                "kind": kind, "status": getattr(error, "status", None) or "-",
+                "endpoint": endpoint, "attempts": attempts,
+                "request_id": budget.request_id}})
+            raise
+        finally:
+            CALL.reset(call)
         raise AssertionError("unreachable: stamina re-raises")  # pragma: no cover
 
     def _once(
@@ -200,13 +242,13 @@ class Transport:
                     else parse(payload)
         except requests.exceptions.SSLError as exc:
             raise SpyCloudError(
-                f"Unable to verify SSL certificate: {_reason(exc)}"
-            ) from exc
+                f"Unable to verify SSL certificate: {_reason(exc)}",
+                kind="tls") from exc
         except requests.Timeout as exc:
-            raise RetryableError(TIMED_OUT) from exc
+            raise RetryableError(TIMED_OUT, kind="timeout") from exc
         except (requests.ConnectionError,
                 requests.exceptions.ChunkedEncodingError) as exc:
-            raise RetryableError(NO_CONNECTION) from exc
+            raise RetryableError(NO_CONNECTION, kind="connection") from exc
         except requests.RequestException as exc:
             raise SpyCloudError(
                 f"The call to SpyCloud failed: {type(exc).__name__}."
@@ -214,6 +256,18 @@ class Transport:
         finally:
             if held:
                 self.limits.release(digest)
+
+
+def log_retry(details: RetryDetails) -> None:
+    """stamina's on-retry hook: one INFO line per retry of a SpyCloud call,
+    naming the endpoint and request the retrying thread is serving."""
+    endpoint, request_id = CALL.get(("-", "-"))
+    cause = details.caused_by
+    log.info("SpyCloud call retried", extra={"fields": {
+        "kind": getattr(cause, "kind", type(cause).__name__),
+        "status": getattr(cause, "status", None) or "-",
+        "endpoint": endpoint, "attempt": details.retry_num,
+        "wait": f"{details.wait_for:.2f}", "request_id": request_id}})
 
 
 def retry_wait(
@@ -239,28 +293,35 @@ def answer(response: requests.Response) -> Any:
         try:
             return loads(response.content)
         except ValueError:
-            raise SpyCloudError(NOT_JSON) from None
+            raise SpyCloudError(NOT_JSON, kind="bad_body",
+                                status=200) from None
     if status == 400:
         return None
     if status in (401, 403):
-        raise AuthorizationError(_auth_reason(response))
+        refused = AuthorizationError(_auth_reason(response))
+        refused.kind, refused.status = "refused", status
+        raise refused
     if status == 404:
-        raise SpyCloudError(NOT_FOUND, code="not found")
+        raise SpyCloudError(NOT_FOUND, code="not found", kind="not_found",
+                            status=404)
     if status == 429:
         raise _throttled(response)
     if status in TRANSIENT:
         code, message = TRANSIENT[status]
-        raise RetryableError(message, code=code)
-    raise SpyCloudError(f"SpyCloud answered with unexpected status {status}.")
+        raise RetryableError(message, code=code, kind="server_error",
+                             status=status)
+    raise SpyCloudError(f"SpyCloud answered with unexpected status {status}.",
+                        kind="unexpected_status", status=status)
 
 
 def _throttled(response: requests.Response) -> SpyCloudError:
     """Tell a spent quota (final) from throttling (retried)."""
     kind = response.headers.get("x-amzn-ErrorType", "")
     if kind.startswith("LimitExceededException"):
-        return SpyCloudError(QUOTA, code="too many requests")
+        return SpyCloudError(QUOTA, code="too many requests", kind="quota",
+                             status=429)
     return RetryableError(
-        TOO_MANY, code="too many requests",
+        TOO_MANY, code="too many requests", kind="throttled", status=429,
         retry_after=_retry_after(response.headers.get("Retry-After")),
     )
 

@@ -1,0 +1,77 @@
+"""Logging, configured once where the process starts (`gunicorn.conf.py`,
+or `configure` for other entry points): one format for the relay,
+gunicorn and libraries, `text` or `json` (one object per line).
+
+Log calls pass their fields as `extra={"fields": {...}}`: the text format
+shows them as `name=value` after the message, the JSON format as keys.
+No field ever holds an API key, a token, an observable or a password.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import logging.config
+from typing import Any
+
+TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class TextFormatter(logging.Formatter):
+    """`time LEVEL logger: message name=value ...`."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = getattr(record, "fields", None)
+        if fields:
+            line += " " + " ".join(f"{k}={v}" for k, v in fields.items())
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": dt.datetime.fromtimestamp(
+                record.created, dt.timezone.utc).isoformat(
+                    timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        doc.update(getattr(record, "fields", None) or {})
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str)
+
+
+def config(level: str, form: str) -> dict[str, Any]:
+    """Return the `logging.config.dictConfig` of the whole process."""
+    formatter = JsonFormatter if form == "json" else TextFormatter
+    handler = {"class": "logging.StreamHandler", "formatter": "relay",
+               "stream": "ext://sys.stdout"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"relay": {"()": formatter}},
+        "handlers": {"console": handler, "error_console": handler},
+        "root": {"level": level, "handlers": ["console"]},
+        "loggers": {
+            # gunicorn's own loggers, in the same format on the same stream.
+            "gunicorn.error": {"level": level, "handlers": ["console"],
+                               "propagate": False, "qualname": "gunicorn.error"},
+            "gunicorn.access": {"level": level, "handlers": [],
+                                "propagate": False,
+                                "qualname": "gunicorn.access"},
+        },
+    }
+
+
+def configure(level: str = "INFO", form: str = "text") -> None:
+    """Configure logging for a process that gunicorn does not start."""
+    logging.config.dictConfig(config(level, form))

@@ -1,0 +1,60 @@
+"""Prometheus metrics of the relay (docs/operations.md lists them).
+
+Under gunicorn with `METRICS_BIND` set, `gunicorn.conf.py` points the
+client at a directory shared by the workers (its multiprocess mode), and
+the master serves their sum on that separate listener, never on the
+XDR-facing port.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CollectorRegistry, Counter, Histogram, multiprocess, start_http_server,
+)
+
+REQUESTS = Counter(
+    "relay_requests", "Requests answered, by route and outcome"
+    " (ok, partial, fatal, http_4xx)", ["route", "outcome"])
+DURATION = Histogram(
+    "relay_request_duration_seconds", "Time to answer a request, by route",
+    ["route"], buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25))
+SPYCLOUD_CALLS = Counter(
+    "relay_spycloud_calls", "SpyCloud calls by endpoint and outcome (ok,"
+    " retried, throttled, quota, error)", ["endpoint", "outcome"])
+RETRIES = Counter(
+    "relay_spycloud_retries", "Retries of SpyCloud calls, by endpoint",
+    ["endpoint"])
+CACHE = Counter(
+    "relay_cache_lookups", "Cache look-ups by cache (catalog, records, tiles)"
+    " and result (hit, miss)", ["cache", "result"])
+JWKS_FETCHES = Counter(
+    "relay_jwks_fetches", "JWKS documents fetched from a jwks_host")
+KEY_WAITS = Counter(
+    "relay_key_limit_waits", "SpyCloud calls that waited for a slot of"
+    " their key's concurrency cap")
+
+
+def cache(name: str, hits: int, misses: int) -> None:
+    """Count *hits* and *misses* of one cache."""
+    if hits:
+        CACHE.labels(name, "hit").inc(hits)
+    if misses:
+        CACHE.labels(name, "miss").inc(misses)
+
+
+def serve(bind: str) -> None:
+    """Serve the workers' summed metrics on *bind* (`HOST:PORT`), from a
+    thread of the calling (master) process."""
+    host, _, port = bind.rpartition(":")
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    start_http_server(int(port), host.strip("[]") or "0.0.0.0",
+                      registry=registry)
+
+
+def worker_exited(pid: int) -> None:
+    """Drop a dead worker's live gauges from the shared directory."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid)

@@ -118,7 +118,7 @@ class Stack:
         self.emulator.start()
         self.jwks.start()
         self.process = subprocess.Popen(  # noqa: S603 (fixed argv)
-            [sys.executable, "-m", "gunicorn", "app:app"],
+            [sys.executable, "serve.py"],
             cwd=CODE,
             env=self.relay_env(),
             stdout=self._log or subprocess.DEVNULL,

@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(CURDIR)/$(VENV)/bin
 
-.PHONY: test demo token tiles bench load audit venv clean
+.PHONY: test demo token tiles bench load audit settings-table venv clean
 
 venv: $(VENV)/.installed
 
@@ -18,7 +18,7 @@ test: venv
 	cd code && $(BIN)/python -m pytest --cov --cov-fail-under=90
 
 demo: venv
-	cd code && $(BIN)/python -m devtools.demo
+	cd code && $(BIN)/python -m devtools.demo $(DEMO_ARGS)
 
 # A token the running demo accepts: make token CLAIMS='MIN_SEVERITY=20'
 token: venv
@@ -34,6 +34,10 @@ bench: venv
 
 load: venv
 	cd code && $(BIN)/python -m devtools.loadcheck
+
+# The README's table of environment variables, from code/relay/settings.py.
+settings-table: venv
+	@cd code && $(BIN)/python -c "from relay.settings import table; print(table())"
 
 audit: venv
 	$(BIN)/bandit -q -r code/relay

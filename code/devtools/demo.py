@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .stack import CODE, Stack
+from .stack import CODE, Stack, busy
 from .tokenkit import TokenKit, claim
 
 OBSERVABLES = Path(__file__).resolve().parents[2] / "observables.json"
@@ -51,6 +51,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--emulator-port", type=int, default=8710)
     parser.add_argument("--jwks-port", type=int, default=8711)
     args = parser.parse_args(argv)
+    for name, port in (("the relay", args.port),
+                       ("the SpyCloud emulator", args.emulator_port),
+                       ("the JWKS server", args.jwks_port)):
+        if busy(port):
+            raise SystemExit(
+                f"make demo: port {port}, for {name}, is taken by another"
+                " program. Stop it, or choose other ports, e.g. make demo"
+                " DEMO_ARGS='--port 9191 --emulator-port 8810"
+                " --jwks-port 8811'.")
     # The audience is pinned so the token also works via http://localhost.
     STATE.mkdir(exist_ok=True)
     audience = f"http://127.0.0.1:{args.port}"
@@ -58,7 +67,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                   jwks_port=args.jwks_port, log=sys.stdout,
                   env={"JWT_AUDIENCE": audience},
                   kit=TokenKit.load_or_create(STATE / "kit.pem"))
-    stack.start()
+    try:
+        stack.start()
+    except RuntimeError as exc:
+        raise SystemExit(f"make demo: {exc}") from None
     (STATE / "demo.json").write_text(json.dumps({
         "url": stack.url, "jwks_host": stack.jwks.host,
         "audience": audience, "key": stack.api_key}))

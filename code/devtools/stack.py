@@ -24,6 +24,16 @@ from .tokenkit import JwksServer, TokenKit
 CODE = Path(__file__).resolve().parent.parent
 
 
+def busy(port: int, host: str = "127.0.0.1") -> bool:
+    """Say whether another program listens on *port* already."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def free_port() -> int:
     """Return a TCP port on loopback nobody listens on right now."""
     with socket.socket() as sock:
@@ -129,14 +139,29 @@ class Stack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.stop()
                 raise RuntimeError("the relay exited at start-up")
             try:
                 requests.post(self.url + "/version", timeout=1)
-                return self
             except requests.ConnectionError:
                 time.sleep(0.1)
+                continue
+            return self._check_own()
         self.stop()
         raise RuntimeError("the relay did not answer in time")
+
+    def _check_own(self) -> Stack:
+        """Make sure what answers is this relay: it accepts a token only
+        this stack's JWKS server can vouch for."""
+        answer = requests.post(self.url + "/health", timeout=30, headers={
+            "Authorization": f"Bearer {self.token()}"})
+        if self.process.poll() is None and answer.headers.get(
+                "Content-Type") == "application/json" and answer.json() == {
+                    "data": {"status": "ok"}}:
+            return self
+        self.stop()
+        raise RuntimeError(f"{self.url} answers, but not as this relay:"
+                           " another program holds the port")
 
     def stop(self) -> None:
         """Stop the relay (gracefully), then the JWKS server and emulator."""

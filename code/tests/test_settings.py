@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+from pathlib import Path
+
 import pytest
 
-from relay.settings import DEFAULT_JWKS_HOSTS, Settings, SettingsError
+from relay.settings import DEFAULT_JWKS_HOSTS, Settings, SettingsError, table
 
 
 def test_defaults() -> None:
@@ -51,3 +54,61 @@ def test_values() -> None:
 def test_bad_values_fail_at_start(env) -> None:
     with pytest.raises(SettingsError):
         Settings.from_env(env)
+
+
+def test_readme_table_is_the_settings_table() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    start = readme.index("<!-- settings-table:start -->\n") + len(
+        "<!-- settings-table:start -->\n")
+    end = readme.index("\n<!-- settings-table:end -->")
+    assert readme[start:end] == table()
+
+
+def test_every_setting_has_a_variable_and_a_description() -> None:
+    names = [f.metadata["env"] for f in fields(Settings)]
+    assert len(names) == len(set(names))
+    assert all(f.metadata["help"] for f in fields(Settings))
+    described = Settings().describe()
+    assert list(described) == names
+    assert described["ALLOWED_JWKS_HOSTS"] == ",".join(sorted(
+        DEFAULT_JWKS_HOSTS))
+
+
+@pytest.mark.parametrize(("env", "line"), [
+    ({"ALLOWED_JWKS_HOSTS": ""}, "ALLOWED_JWKS_HOSTS='' cannot be used:"
+     " expected at least one host (host or host:port), comma-separated"),
+    ({"TRUST_PROXY_HEADERS": "maybe"}, "TRUST_PROXY_HEADERS='maybe' cannot"
+     " be used: expected true or false (also yes/no, on/off, 1/0)"),
+    ({"SPYCLOUD_API_URL": "notaurl"}, "SPYCLOUD_API_URL='notaurl' cannot be"
+     " used: expected an http:// or https:// URL"),
+    ({"RELAY_REQUEST_BUDGET": "abc"}, "RELAY_REQUEST_BUDGET='abc' cannot be"
+     " used: expected a number of seconds above 0"),
+    ({"RELAY_REQUEST_BUDGET": "nan"}, "RELAY_REQUEST_BUDGET='nan' cannot be"
+     " used: expected a number of seconds above 0"),
+    ({"WEB_CONCURRENCY": "two"}, "WEB_CONCURRENCY='two' cannot be used:"
+     " expected a whole number of 1 or more"),
+    ({"GUNICORN_THREADS": "0"}, "GUNICORN_THREADS='0' cannot be used:"
+     " expected a whole number of 1 or more"),
+    ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL='verbose' cannot be used:"
+     " expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    ({"LOG_FORMAT": "xml"}, "LOG_FORMAT='xml' cannot be used: expected one"
+     " of text, json"),
+    ({"BIND": "0.0.0.0:99999"}, "BIND='0.0.0.0:99999' cannot be used:"
+     " expected HOST:PORT, e.g. 0.0.0.0:9090"),
+    ({"RECORDS_CACHE_TTL": "-5"}, "RECORDS_CACHE_TTL='-5' cannot be used:"
+     " expected a number of seconds, 0 or more"),
+])
+def test_refusals_name_variable_value_and_what_is_allowed(env, line) -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env(env)
+    assert str(refused.value) == line
+
+
+def test_blank_means_default_and_zero_turns_the_records_cache_off() -> None:
+    settings = Settings.from_env({"LOG_LEVEL": " ", "RECORDS_CACHE_TTL": "0",
+                                  "METRICS_BIND": "127.0.0.1:9100",
+                                  "LOG_FORMAT": "JSON"})
+    assert settings.log_level == "INFO"
+    assert settings.records_cache_ttl == 0
+    assert settings.metrics_bind == "127.0.0.1:9100"
+    assert settings.log_format == "json"

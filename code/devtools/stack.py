@@ -96,13 +96,21 @@ class Stack:
         jwks_port: int = 0,
         emulator_process: bool = False,
         more_keys: Sequence[str] = (),
+        upstream: Stack | None = None,
     ) -> None:
         self.api_key = api_key
-        self.kit = kit or TokenKit()
-        kind = EmulatorProcess if emulator_process else Emulator
-        self.emulator = kind(host, emulator_port, api_key, latency_ms,
-                             fault_rate, 0, more_keys)
-        self.jwks = JwksServer([self.kit], host, jwks_port)
+        # Another stack's emulator and JWKS server, for several relays
+        # (replicas) in front of one SpyCloud.
+        self.upstream = upstream
+        if upstream is not None:
+            self.kit, self.emulator, self.jwks = (
+                upstream.kit, upstream.emulator, upstream.jwks)
+        else:
+            self.kit = kit or TokenKit()
+            kind = EmulatorProcess if emulator_process else Emulator
+            self.emulator = kind(host, emulator_port, api_key, latency_ms,
+                                 fault_rate, 0, more_keys)
+            self.jwks = JwksServer([self.kit], host, jwks_port)
         self.port = port or free_port()
         self.url = f"http://{host}:{self.port}"
         self._env = env or {}
@@ -125,8 +133,9 @@ class Stack:
 
     def start(self, timeout: float = 20) -> Stack:
         """Start all three and wait until the relay answers."""
-        self.emulator.start()
-        self.jwks.start()
+        if self.upstream is None:
+            self.emulator.start()
+            self.jwks.start()
         self.process = subprocess.Popen(  # noqa: S603 (fixed argv)
             [sys.executable, "serve.py"],
             cwd=CODE,
@@ -172,8 +181,9 @@ class Stack:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        self.jwks.stop()
-        self.emulator.stop()
+        if self.upstream is None:
+            self.jwks.stop()
+            self.emulator.stop()
 
     def token(self, **claims: Any) -> str:
         """Mint a configuration token for this relay (claims override)."""

@@ -17,9 +17,9 @@ from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import metrics, routes, transport
+from . import metrics, routes, shared, transport
 from .auth import JwksCache
-from .catalog_cache import CatalogCache
+from .catalog_cache import MISSING_TTL, CatalogCache
 from .dashboard import Dashboard
 from .envelope import body, outcome
 from .errors import RelayError
@@ -28,9 +28,10 @@ from .lookup import Lookup
 from .records_cache import RecordsCache
 from .settings import Settings
 from .spycloud import SpyCloud
-from .transport import Transport
+from .transport import KeyLimits, Transport
 
 log = logging.getLogger("relay")
+LEASE_MARGIN = 5.0  # seconds a shared slot outlives its call's timeouts
 # An incoming X-Request-Id is kept when it is a plain token; else a new one.
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -68,10 +69,23 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     if settings.trust_proxy_headers:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)
-    spycloud = SpyCloud(Transport(settings), settings.max_pages)
+    catalogs = CatalogCache(settings.catalog_cache_ttl,
+                            settings.catalog_cache_size)
+    limits = KeyLimits(settings.max_concurrency)
+    flight = None
+    if settings.redis_url:  # shared by every worker and replica
+        store = shared.Redis(settings.redis_url, settings.redis_timeout,
+                             settings.redis_retry_interval)
+        catalogs = shared.SharedCatalogCache(
+            store, catalogs, settings.catalog_cache_ttl, MISSING_TTL)
+        limits = shared.SharedKeyLimits(
+            store, limits, settings.connect_timeout + settings.read_timeout
+            + LEASE_MARGIN)
+        flight = shared.SharedFlight(store, settings.tiles_cache_ttl,
+                                     settings.request_budget)
+    spycloud = SpyCloud(Transport(settings, limits), settings.max_pages)
     lookup = Lookup(
-        spycloud,
-        CatalogCache(settings.catalog_cache_ttl, settings.catalog_cache_size),
+        spycloud, catalogs,
         RecordsCache(settings.records_cache_ttl, settings.records_cache_size),
         now,
     )
@@ -80,7 +94,7 @@ def create_app(
         spycloud=spycloud,
         lookup=lookup,
         dashboard=Dashboard(lookup, settings.tiles_cache_ttl,
-                            settings.tiles_max_pages, now),
+                            settings.tiles_max_pages, now, flight),
         jwks=JwksCache(
             requests.Session(),
             settings.jwks_url_template,

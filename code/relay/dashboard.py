@@ -12,7 +12,6 @@ import datetime as dt
 import threading
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any
 
 from cachetools import TTLCache
@@ -21,16 +20,8 @@ from . import metrics, tiles
 from .budget import Budget
 from .errors import RelayError, warning
 from .lookup import Lookup
+from .shared import SharedFlight
 from .transport import key_digest, out_of_time
-
-
-@dataclass(frozen=True)
-class Aggregate:
-    """What the five tiles of one period show, and what went wrong."""
-
-    exposure: tiles.Exposure
-    titles: dict[int, str]
-    warnings: tuple[RelayError, ...]
 
 
 class SingleFlight:
@@ -74,29 +65,45 @@ class SingleFlight:
 
 
 class Dashboard:
-    """Reads the watchlist and serves the tiles' data."""
+    """Reads the watchlist and serves the tiles' data.
+
+    The five tiles' data of one key and period are computed together and
+    cached as plain JSON (`{"tiles": {id: data}, "warnings": [...]}`):
+    in this process, and with *shared* across every replica.
+    """
 
     def __init__(self, lookup: Lookup, ttl: float, max_pages: int,
-                 clock: Callable[[], dt.datetime]) -> None:
+                 clock: Callable[[], dt.datetime],
+                 shared: SharedFlight | None = None) -> None:
         self.lookup = lookup
         self.max_pages = max_pages
         self.clock = clock
         self.aggregates = SingleFlight(ttl)
+        self.shared = shared
 
     def tile_data(self, key: str, tile_id: str, period: str,
                   budget: Budget) -> tuple[dict[str, Any], list[RelayError]]:
         """Return one tile's data for *period*, and its warnings."""
+        name = f"{key_digest(key)}:{period}"
+
+        def compute() -> dict[str, Any]:
+            def aggregate() -> dict[str, Any]:
+                return self._aggregate(key, period, budget)
+            if self.shared is None:
+                return aggregate()
+            return self.shared.get(name, aggregate, budget.remaining())
+
         try:
-            found = self.aggregates.get(
-                (key_digest(key), period),
-                lambda: self._aggregate(key, period, budget),
-                timeout=budget.remaining())
+            found = self.aggregates.get(name, compute,
+                                        timeout=budget.remaining())
         except TimeoutError:
             raise out_of_time(budget) from None
-        return (tiles.tile_data(tile_id, found.exposure, found.titles),
-                list(found.warnings))
+        return found["tiles"][tile_id], [
+            RelayError(w["message"], code=w["code"], type_=w["type"])
+            for w in found["warnings"]]
 
-    def _aggregate(self, key: str, period: str, budget: Budget) -> Aggregate:
+    def _aggregate(self, key: str, period: str,
+                   budget: Budget) -> dict[str, Any]:
         start, end = tiles.window(period, self.clock())
         exposure = tiles.Exposure(start, end, period in tiles.WEEKLY)
         rejected, capped = self.lookup.spycloud.watchlist(
@@ -119,5 +126,7 @@ class Dashboard:
         notes.extend(
             warning("not found", f"SpyCloud did not return results for {i}")
             for i in missing)
-        return Aggregate(exposure, {i: c.title for i, c in found.items()},
-                         tuple(notes))
+        titles = {i: c.title for i, c in found.items()}
+        return {"tiles": {tile_id: tiles.tile_data(tile_id, exposure, titles)
+                          for tile_id in tiles.TILES},
+                "warnings": [note.json() for note in notes]}

@@ -31,6 +31,9 @@ CACHE = Counter(
     " and result (hit, miss)", ["cache", "result"])
 JWKS_FETCHES = Counter(
     "relay_jwks_fetches", "JWKS documents fetched from a jwks_host")
+REDIS_FALLBACKS = Counter(
+    "relay_redis_fallbacks", "Operations served by the in-process cache or"
+    " cap because Redis did not answer")
 KEY_WAITS = Counter(
     "relay_key_limit_waits", "SpyCloud calls that waited for a slot of"
     " their key's concurrency cap")

@@ -122,6 +122,16 @@ def address(text: str) -> str:
     return text
 
 
+def redis_url(text: str) -> str | None:
+    if not text:
+        return None
+    parts = urlsplit(text)
+    if parts.scheme not in ("redis", "rediss", "unix") or not (
+            parts.netloc or parts.path):
+        raise ValueError("a redis://, rediss:// or unix:// URL")
+    return text
+
+
 def optional_address(text: str) -> str | None:
     return address(text) if text else None
 
@@ -255,6 +265,20 @@ class Settings:
         "METRICS_BIND", None, optional_address,
         "`HOST:PORT` of a separate Prometheus listener (unset: no metrics"
         " listener; never on the XDR-facing port)")
+
+    redis_url: str | None = var(
+        "REDIS_URL", None, redis_url,
+        "a Redis shared by every worker and replica, e.g."
+        " `redis://redis:6379/0`: catalog cache, tile figures and the per-key"
+        " cap (never records); unset: each process keeps its own")
+    redis_timeout: float = var(
+        "REDIS_TIMEOUT", 0.25, seconds,
+        "seconds one Redis operation may take before the process uses its"
+        " own cache and cap instead")
+    redis_retry_interval: float = var(
+        "REDIS_RETRY_INTERVAL", 10.0, seconds,
+        "after a Redis failure, seconds of in-process fallback (one warning)"
+        " before Redis is tried again")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -124,11 +124,13 @@ class KeyLimits:
 class Transport:
     """GETs JSON from SpyCloud with one customer's key at a time."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings,
+                 limits: KeyLimits | None = None) -> None:
         self._settings = settings
         self._base = settings.spycloud_api_url
         self._timeout = (settings.connect_timeout, settings.read_timeout)
-        self.limits = KeyLimits(settings.max_concurrency)
+        # Per process by default; shared across replicas with Redis.
+        self.limits = limits or KeyLimits(settings.max_concurrency)
         self._decoding = threading.BoundedSemaphore(DECODE_SLOTS)
         # requests' adapter (its keep-alive pool) without a Session: a
         # Session's cookie, hook and redirect handling cost a third of each

@@ -1,0 +1,113 @@
+"""Three relay processes sharing one Redis, in front of one SpyCloud."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from devtools.emulator import key_label
+from devtools.redis_server import RedisServer
+from devtools.stack import Stack
+from relay import tiles
+
+pytestmark = pytest.mark.e2e
+
+KEY = "redis-Key-0c9d51-not-for-logs"
+CAP = 3
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory):
+    logs = tmp_path_factory.mktemp("replicas")
+    with RedisServer() as server:
+        env = {"REDIS_URL": server.url, "SPYCLOUD_MAX_CONCURRENCY": str(CAP),
+               "REDIS_RETRY_INTERVAL": "1", "REDIS_TIMEOUT": "0.2"}
+        files = [(logs / f"{n}.log").open("w") for n in range(3)]
+        opened = []
+        try:
+            first = Stack(api_key=KEY, env=env, latency_ms=40,
+                          log=files[0]).start()
+            opened.append(first)
+            for n in (1, 2):
+                opened.append(Stack(api_key=KEY, env=env, upstream=first,
+                                    log=files[n]).start())
+            yield opened, server, logs
+        finally:
+            for stack in reversed(opened):
+                stack.stop()
+            for file in files:
+                file.close()
+
+
+def post(stack: Stack, path: str, body) -> dict:
+    answer = requests.post(stack.url + path, json=body, timeout=30,
+                           headers={"Authorization":
+                                    f"Bearer {stack.token()}"})
+    assert answer.status_code == 200
+    return answer.json()
+
+
+def observe(stack: Stack, *emails: str) -> dict:
+    return post(stack, "/observe/observables",
+                [{"type": "email", "value": e} for e in emails])
+
+
+def calls(stack: Stack, endpoint: str) -> int:
+    return stack.emulator.calls[endpoint]
+
+
+def test_a_catalog_is_fetched_once_across_replicas(replicas) -> None:
+    relays, _, _ = replicas
+    before = calls(relays[0], "breach/catalog")
+    for n, relay in enumerate(relays):  # the same 4 breaches, new users
+        body = observe(relay, f"n8.b4.s951.u{n}@bench.test")
+        assert body["data"]["indicators"]["count"] == 4
+    assert calls(relays[0], "breach/catalog") - before == 1
+
+
+def test_five_tiles_read_the_watchlist_once_across_replicas(replicas) -> None:
+    relays, _, _ = replicas
+    before = calls(relays[0], "breach/data/watchlist")
+    jobs = [(relays[n % 3], tile_id) for n, tile_id in enumerate(tiles.TILES)]
+    with ThreadPoolExecutor(5) as pool:
+        answers = list(pool.map(lambda job: post(
+            job[0], "/tiles/tile-data",
+            {"tile_id": job[1], "period": "last_7_days"}), jobs))
+    assert all("data" in answer for answer in answers)
+    assert calls(relays[0], "breach/data/watchlist") - before == 1
+
+
+def test_the_per_key_cap_holds_across_replicas(replicas) -> None:
+    relays, _, _ = replicas
+    emulator = relays[0].emulator
+    emulator.reset()
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(
+            lambda n: observe(relays[n % 3], *[
+                f"n2.b1.s{960 + n}.u{u}@bench.test" for u in range(5)]),
+            range(6)))
+    assert all("errors" not in answer for answer in answers)
+    assert emulator.stats()["peak_in_flight"][key_label(KEY)] == CAP
+
+
+def test_answers_stay_whole_without_redis_and_it_rejoins(replicas) -> None:
+    relays, server, logs = replicas
+    server.stop()
+    for relay in relays:
+        body = observe(relay, "jane.doe@demo.test")
+        assert "errors" not in body
+        assert body["data"]["sightings"]["count"] == 6
+    warned = [(logs / f"{n}.log").read_text().count("Redis unavailable")
+              for n in range(3)]
+    assert warned == [1, 1, 1]  # once per interval, not per request
+    server.start()
+    time.sleep(1.2)  # REDIS_RETRY_INTERVAL
+    before = calls(relays[0], "breach/catalog")
+    observe(relays[0], "n8.b4.s952.u0@bench.test")
+    observe(relays[1], "n8.b4.s952.u1@bench.test")  # Redis has it again
+    assert calls(relays[0], "breach/catalog") - before == 1
+    text = "".join((logs / f"{n}.log").read_text() for n in range(3))
+    assert KEY not in text and "Traceback" not in text

@@ -112,3 +112,17 @@ def test_blank_means_default_and_zero_turns_the_records_cache_off() -> None:
     assert settings.records_cache_ttl == 0
     assert settings.metrics_bind == "127.0.0.1:9100"
     assert settings.log_format == "json"
+
+
+def test_the_deployment_example_names_only_real_settings() -> None:
+    compose = (Path(__file__).parents[2] / "docs" / "deploy"
+               / "compose.yaml").read_text()
+    block = compose.split("    environment:\n", 1)[1].split("    depends_on:")[0]
+    names = [line.strip().split(":")[0] for line in block.splitlines()
+             if line.strip() and not line.strip().startswith("#")]
+    known = {f.metadata["env"] for f in fields(Settings)}
+    assert names and set(names) <= known, set(names) - known
+    env = {line.strip().split(":", 1)[0]: line.split(":", 1)[1].strip()
+           .strip('"') for line in block.splitlines()
+           if line.strip() and not line.strip().startswith("#")}
+    Settings.from_env(env)  # every value there is one the relay accepts

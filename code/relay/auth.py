@@ -75,10 +75,6 @@ class Claims:
     # Options whose value could not be used: the answer says so.
     warnings: tuple[RelayError, ...] = ()
 
-    @property
-    def entities_limit(self) -> int:
-        return self.options.entities_limit
-
 
 # A short code per failure, for the log line (never the token itself).
 REASONS = {

@@ -118,29 +118,12 @@ E2E_ENV = {
 }
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """Emulator + JWKS server + the relay under gunicorn, for the session."""
+def _running(tmp_path_factory: pytest.TempPathFactory, name: str,
+             env: dict[str, str]) -> Iterator[Any]:
+    """Start a stack whose log, tokens and observables tests can scan."""
     from devtools.stack import Stack
 
-    log_path = tmp_path_factory.mktemp("relay") / "relay.log"
-    with log_path.open("w") as log, Stack(
-        api_key=E2E_KEY, env=E2E_ENV, log=log
-    ) as running:
-        running.log_path = log_path
-        running.tokens = []
-        running.emails = set()
-        yield running
-
-
-@pytest.fixture(scope="session")
-def hang_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A relay with a 1.5 s budget, for what hangs: tests need not wait long."""
-    from devtools.stack import Stack
-
-    log_path = tmp_path_factory.mktemp("hang") / "relay.log"
-    env = {**E2E_ENV, "RELAY_REQUEST_BUDGET": "1.5",
-           "SPYCLOUD_READ_TIMEOUT": "0.6", "SPYCLOUD_CONNECT_TIMEOUT": "0.5"}
+    log_path = tmp_path_factory.mktemp(name) / "relay.log"
     with log_path.open("w") as log, Stack(
         api_key=E2E_KEY, env=env, log=log
     ) as running:
@@ -148,6 +131,20 @@ def hang_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         running.tokens = []
         running.emails = set()
         yield running
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Emulator + JWKS server + the relay under gunicorn, for the session."""
+    yield from _running(tmp_path_factory, "relay", E2E_ENV)
+
+
+@pytest.fixture(scope="session")
+def hang_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A relay with a 1.5 s budget, for what hangs: tests need not wait long."""
+    yield from _running(tmp_path_factory, "hang", {
+        **E2E_ENV, "RELAY_REQUEST_BUDGET": "1.5",
+        "SPYCLOUD_READ_TIMEOUT": "0.6", "SPYCLOUD_CONNECT_TIMEOUT": "0.5"})
 
 
 SECRET_FIELDS = ("password", "password_plaintext", "salt")

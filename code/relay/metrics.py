@@ -53,8 +53,7 @@ def serve(bind: str) -> None:
     host, _, port = bind.rpartition(":")
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
-    start_http_server(int(port), host.strip("[]") or "0.0.0.0",
-                      registry=registry)
+    start_http_server(int(port), host.strip("[]"), registry=registry)
 
 
 def worker_exited(pid: int) -> None:

@@ -112,7 +112,7 @@ def log_format(text: str) -> str:
     return text.lower()
 
 
-ADDRESS = re.compile(r"(?:\[[0-9a-fA-F:.]+\]|[\w.-]*):(\d{1,5})")
+ADDRESS = re.compile(r"(?:\[[0-9a-fA-F:.]+\]|[\w.-]+):(\d{1,5})")
 
 
 def address(text: str) -> str:

@@ -95,6 +95,8 @@ def test_every_setting_has_a_variable_and_a_description() -> None:
      " of text, json"),
     ({"BIND": "0.0.0.0:99999"}, "BIND='0.0.0.0:99999' cannot be used:"
      " expected HOST:PORT, e.g. 0.0.0.0:9090"),
+    ({"METRICS_BIND": ":9100"}, "METRICS_BIND=':9100' cannot be used:"
+     " expected HOST:PORT, e.g. 0.0.0.0:9090"),
     ({"RECORDS_CACHE_TTL": "-5"}, "RECORDS_CACHE_TTL='-5' cannot be used:"
      " expected a number of seconds, 0 or more"),
 ])

@@ -301,15 +301,25 @@ class Settings:
         return cls(**values)
 
     def describe(self) -> dict[str, object]:
-        """Return every setting by variable name, for the start-up line
-        (none is a secret: keys arrive in tokens, never here)."""
+        """Return every setting by variable name, for the start-up line.
+        API keys arrive in tokens, never here; a password inside a URL
+        (`redis://:secret@host`) is shown as `***`."""
         shown = {}
         for spec in fields(self):
             value = getattr(self, spec.name)
             if isinstance(value, frozenset):
                 value = ",".join(sorted(value))
-            shown[spec.metadata["env"]] = _shown(value)
+            shown[spec.metadata["env"]] = _hide_password(_shown(value))
         return shown
+
+
+def _hide_password(text: str) -> str:
+    parts = urlsplit(text)
+    if not parts.password:
+        return text
+    user = f"{parts.username}:" if parts.username else ":"
+    return parts._replace(
+        netloc=f"{user}***@{parts.netloc.rpartition('@')[2]}").geturl()
 
 
 def table() -> str:

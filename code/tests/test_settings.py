@@ -128,3 +128,14 @@ def test_the_deployment_example_names_only_real_settings() -> None:
            .strip('"') for line in block.splitlines()
            if line.strip() and not line.strip().startswith("#")}
     Settings.from_env(env)  # every value there is one the relay accepts
+
+
+def test_a_password_in_a_url_never_reaches_the_start_up_line() -> None:
+    settings = Settings.from_env({
+        "REDIS_URL": "redis://relay:s3cr3t-pass@redis.internal:6379/0",
+        "SPYCLOUD_API_URL": "https://user:other-secret@proxy.example/api/"})
+    shown = str(settings.describe())
+    assert "s3cr3t-pass" not in shown and "other-secret" not in shown
+    assert settings.describe()["REDIS_URL"] == \
+        "redis://relay:***@redis.internal:6379/0"
+    assert settings.redis_url.endswith("s3cr3t-pass@redis.internal:6379/0")

@@ -143,8 +143,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--fault-rate", type=float, default=0.05)
     args = parser.parse_args(argv)
+    # Every request reaches SpyCloud (and its faults): no records cache.
     env = {"SPYCLOUD_RETRY_WAIT": "0.02", "SPYCLOUD_RETRY_WAIT_MAX": "0.2",
-           "LOG_LEVEL": "WARNING"}
+           "RECORDS_CACHE_TTL": "0"}
     with Stack(fault_rate=args.fault_rate, env=env,
                emulator_process=True) as stack:
         report = run(stack, args.requests, args.clients)

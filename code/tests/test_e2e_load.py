@@ -14,7 +14,7 @@ KEY = "load-Key-7d41c9-not-for-logs"
 
 def test_load_with_faults_loses_and_mixes_nothing(tmp_path) -> None:
     env = {"SPYCLOUD_RETRY_WAIT": "0.02", "SPYCLOUD_RETRY_WAIT_MAX": "0.2",
-           "WEB_CONCURRENCY": "2"}
+           "WEB_CONCURRENCY": "2", "RECORDS_CACHE_TTL": "0"}
     log_path = tmp_path / "relay.log"
     with log_path.open("w") as log, Stack(
         fault_rate=0.05, env=env, api_key=KEY, log=log

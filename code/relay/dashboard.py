@@ -31,7 +31,6 @@ class SingleFlight:
         self._cache: TTLCache = TTLCache(maxsize=size, ttl=ttl)
         self._flights: dict[Hashable, Future] = {}
         self._lock = threading.Lock()
-        self.computed = 0
 
     def get(self, key: Hashable, compute: Callable[[], Any],
             timeout: float) -> Any:
@@ -57,7 +56,6 @@ class SingleFlight:
             flight.set_result(value)
             with self._lock:
                 self._cache[key] = value
-                self.computed += 1
             return value
         finally:
             with self._lock:

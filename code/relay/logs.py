@@ -1,6 +1,6 @@
-"""Logging, configured once where the process starts (`gunicorn.conf.py`,
-or `configure` for other entry points): one format for the relay,
-gunicorn and libraries, `text` or `json` (one object per line).
+"""Logging, configured once where the process starts (`gunicorn.conf.py`
+hands `config` to gunicorn): one format for the relay, gunicorn and
+libraries, `text` or `json` (one object per line).
 
 Log calls pass their fields as `extra={"fields": {...}}`: the text format
 shows them as `name=value` after the message, the JSON format as keys.
@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import logging.config
 from typing import Any
 
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -70,8 +69,3 @@ def config(level: str, form: str) -> dict[str, Any]:
                                 "qualname": "gunicorn.access"},
         },
     }
-
-
-def configure(level: str = "INFO", form: str = "text") -> None:
-    """Configure logging for a process that gunicorn does not start."""
-    logging.config.dictConfig(config(level, form))

@@ -115,7 +115,6 @@ class Exposure:
     worst: dict[str, int] = field(default_factory=dict)
     newest: dict[str, dt.datetime] = field(default_factory=dict)
     outside: int = 0  # records SpyCloud sent from outside the window
-    capped: bool = False  # the page cap stopped the reading
 
     def add(self, record: Record) -> None:
         """Count one record, if it was published within the window."""

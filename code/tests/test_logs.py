@@ -50,11 +50,3 @@ def test_one_configuration_for_the_relay_gunicorn_and_libraries() -> None:
     assert config["loggers"]["gunicorn.error"]["handlers"] == ["console"]
     assert logs.config("INFO", "text")["formatters"]["relay"]["()"] \
         is logs.TextFormatter
-    root = logging.getLogger()
-    before = list(root.handlers), root.level
-    try:
-        logs.configure("INFO", "text")
-        assert isinstance(root.handlers[0].formatter, logs.TextFormatter)
-    finally:
-        root.handlers[:] = before[0]
-        root.setLevel(before[1])

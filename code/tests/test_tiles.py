@@ -22,13 +22,11 @@ def rec(n: int, day: str, severity: Any = 20, source: int = 1,
     return parse_record(raw)
 
 
-def exposure(records: list, period: str = "last_7_days",
-             capped: bool = False) -> tiles.Exposure:
+def exposure(records: list, period: str = "last_7_days") -> tiles.Exposure:
     start, end = tiles.window(period, NOW)
     found = tiles.Exposure(start, end, period in tiles.WEEKLY)
     for record in records:
         found.add(record)
-    found.capped = capped
     return found
 
 

@@ -121,7 +121,9 @@ def catalog(catalog_id: int) -> dict[str, Any] | None:
     if catalog_id == MISSING_CATALOG or catalog_id <= 0:
         return None
     rng = _rng("catalog", catalog_id)
-    name = f"{rng.choice(WORDS)} {rng.choice(KINDS)}"
+    # Consecutive ids get distinct names (140 before one repeats).
+    name = f"{WORDS[catalog_id % len(WORDS)]}" \
+        f" {KINDS[catalog_id * 3 % len(KINDS)]}"
     domain = name.lower().replace(" ", "") + ".example"
     site = "n/a" if catalog_id == NOSITE_CATALOG or catalog_id % 7 == 0 \
         else domain

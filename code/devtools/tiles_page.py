@@ -211,7 +211,7 @@ def screenshot(path: Path, png: Path) -> bool:
             [browser, "--headless", "--no-sandbox", "--disable-gpu",
              "--disable-background-networking", "--disable-component-update",
              "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-             "--hide-scrollbars", "--window-size=880,1850",
+             "--hide-scrollbars", "--window-size=880,1700",
              f"--screenshot={png}", path.as_uri()],
             check=True, capture_output=True, timeout=60)
     return png.exists()

@@ -12,7 +12,7 @@ import requests
 import responses
 
 from devtools.tokenkit import TokenKit
-from relay import auth
+from relay import auth, create_app
 from relay.settings import Settings
 
 from .conftest import API, API_KEY, JWKS_HOST, JWKS_URL
@@ -107,7 +107,9 @@ def test_unknown_kid_refreshes_once_then_fails(
 
 
 def test_unknown_kid_triggers_exactly_one_refresh(
-        app, client, mocked, kit, make_token) -> None:
+        settings, mocked, kit, make_token) -> None:
+    now = [1000.0]
+    client = create_app(settings, clock=lambda: now[0]).test_client()
     old = TokenKit(kid="old-kid")
     mocked.get(JWKS_URL, json=old.jwks())
     mocked.get(JWKS_URL, json=kit.jwks())
@@ -115,10 +117,9 @@ def test_unknown_kid_triggers_exactly_one_refresh(
     assert health(client, old.mint({
         "key": API_KEY, "jwks_host": JWKS_HOST, "aud": "http://localhost"
     })).json["data"] == {"status": "ok"}
-    # The key rotated: the new kid is unknown in the cached JWKS, one
-    # refresh finds it (the refresh interval is pushed into the past).
-    jwks = app.extensions["relay"].jwks
-    jwks._refresh_interval = 0
+    # The key rotated: the new kid is unknown in the cached JWKS; past the
+    # refresh interval (30 s), within the cache's life, one refresh finds it.
+    now[0] += settings.jwks_refresh_interval + 1
     mocked.get(HEALTH, json=OK)
     assert health(client, make_token()).json == {"data": {"status": "ok"}}
     assert len([c for c in mocked.calls if "jwks" in c.request.url]) == 2

@@ -134,11 +134,16 @@ class Lookup:
             except TimeoutError:
                 errors.append(out_of_time(budget))
                 continue
-            gone = [i for i in batch if i not in answer]
-            self.catalog_cache.store(owner, answer.values(), gone)
             found.update(answer)
-            missing.extend(gone)
+            missing.extend(self.remember(owner, batch, answer))
         return found, missing, errors
+
+    def remember(self, owner: str, batch: Sequence[int],
+                 answer: Mapping[int, Catalog]) -> list[int]:
+        """Cache a catalog batch's answer; return the ids SpyCloud lacks."""
+        gone = [i for i in batch if i not in answer]
+        self.catalog_cache.store(owner, answer.values(), gone)
+        return gone
 
     def filter(self, options: Options) -> RecordFilter:
         """Return the records a module's options ask for."""
@@ -279,9 +284,8 @@ class _Observe:
             self.errors.append(answer)
             answer = {}
         else:
-            gone = [i for i in batch if i not in answer]
-            self.lookup.catalog_cache.store(self.owner, answer.values(), gone)
-            self.missing.update(dict.fromkeys(gone))
+            self.missing.update(dict.fromkeys(
+                self.lookup.remember(self.owner, batch, answer)))
         self.catalogs.update(answer)
         for catalog_id in batch:
             self.resolved.add(catalog_id)

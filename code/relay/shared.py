@@ -234,11 +234,10 @@ class SharedFlight:
                 lambda r: self._read_or_lock(r, value_key, lock_key),
                 lambda: ("compute", None))
             kind, value = state
+            # Look-ups are counted once, by the process's own flight.
             if kind == "value":
-                metrics.cache("tiles", 1, 0)
                 return value
             if kind == "compute":
-                metrics.cache("tiles", 0, 1)
                 value = compute()
                 self.redis.run(lambda r, v=value: self._publish(
                     r, value_key, lock_key, v), lambda: None)

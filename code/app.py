@@ -1,5 +1,5 @@
 """The WSGI entry point: `cd code && gunicorn app:app`."""
 
-from relay import create_app
+from relay.factory import create_app
 
 app = create_app()

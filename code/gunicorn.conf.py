@@ -26,16 +26,21 @@ except SettingsError as _error:
     sys.exit(2)
 
 bind = SETTINGS.bind
-# The relay mostly waits on SpyCloud, so one process with many threads
-# serves a container: its catalog cache, JWKS cache and per-key cap are then
-# shared by every request. More processes each keep their own.
-worker_class = "gthread"
+# The relay mostly waits: on clients (the port may face the network with no
+# buffering proxy), on SpyCloud, on Redis. gevent's worker gives each
+# connection and each SpyCloud call a greenlet on cooperative sockets, so a
+# slow client or a hanging call holds a few KB, never a thread another
+# caller needs, and a request's deadline can interrupt its blocked calls.
+# One process serves a container: its catalog cache, JWKS cache and per-key
+# cap are then shared by every request. More processes each keep their own.
+worker_class = "gevent"
 workers = SETTINGS.workers
-threads = SETTINGS.threads
+worker_connections = SETTINGS.worker_connections
 # Above the relay's own budget for SpyCloud, so a slow SpyCloud gives the
 # analyst an answer with an error rather than a killed worker.
 timeout = int(SETTINGS.request_budget) + 15
-graceful_timeout = 10
+# A stopping worker lets the requests it holds run out their budget.
+graceful_timeout = int(SETTINGS.request_budget) + 5
 keepalive = 5
 # The relay writes its own access line (no headers, no query strings), in
 # the one format configured here for the relay, gunicorn and libraries.

@@ -7,9 +7,21 @@ traceback), chooses Prometheus' multiprocess mode before the relay imports
 the client, then runs gunicorn with `gunicorn.conf.py` and `app:app`.
 """
 
+# Cooperative sockets before anything else is imported (gunicorn imports
+# ssl, requests captures ssl's classes): gevent's worker patches again in
+# each worker, which is then a no-op. gevent's default resolver runs
+# getaddrinfo on a thread pool, which stalled the first concurrent
+# connections by a second here; c-ares resolves on the event loop.
 import os
-import sys
-import tempfile
+
+os.environ.setdefault("GEVENT_RESOLVER", "ares")
+
+from gevent import monkey  # noqa: E402
+
+monkey.patch_all()
+
+import sys  # noqa: E402
+import tempfile  # noqa: E402
 
 
 def main() -> None:

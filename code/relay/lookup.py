@@ -1,33 +1,39 @@
 """One observe request: fan out to SpyCloud, fetch catalogs, map the answers.
 
-Each request has its own fan-out (at most the per-key cap of tasks in
-flight, on threads that are never all taken), so no customer's request
-occupies capacity another's needs; the transport's per-key limits bound
-what reaches SpyCloud. Catalogs are fetched as each
-observable's records arrive, de-duplicated in flight and through the
-catalog cache, and an observable is mapped as soon as its catalogs are
-known, so a slow, failing or hanging observable costs the others nothing:
-their entities come back whole. Records are kept in a bounded heap of the
-newest `limit` while their pages arrive. Nothing here touches Flask: the
-key, limit and budget arrive as arguments.
+Each request has its own fan-out: greenlets of its own, at most the per-key
+cap of them in flight, so no customer's request occupies capacity another's
+needs; the transport's per-key limits bound what reaches SpyCloud. Catalogs
+are fetched as each observable's records arrive, de-duplicated in flight
+and through the catalog cache, and an observable is mapped as soon as its
+catalogs are known, so a slow, failing or hanging observable costs the
+others nothing: their entities come back whole. When the request answers,
+whatever it still has in flight is stopped (its key slots given back).
+
+One answer holds at most `answer_cap` sightings: each observable is asked
+for its share of it, newest first, so records past it are never built.
+Nothing here touches Flask: the key, options and budget arrive as
+arguments.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import queue
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
+import gevent
+from gevent.pool import Group
+from gevent.queue import Empty, Queue
+
 from . import ctim
+from .auth import Options
 from .budget import Budget
 from .catalog_cache import CatalogCache
 from .envelope import Bundle
 from .errors import RelayError, warning
-from .auth import Options
 from .observables import Observable
 from .records import Catalog, RecordFilter
 from .records_cache import RecordsCache
@@ -39,13 +45,24 @@ log = logging.getLogger(__name__)
 # SpyCloud's path segment for each observable type.
 SELECTORS = {"email": "emails", "user": "usernames", "ip": "ips",
              "ipv6": "ips"}
-# Every call ends by the budget (its timeouts are cut to what is left); this
-# lets a call that ends right at the deadline report its own error.
+# Every call ends by the budget (its I/O is interrupted when it runs out);
+# this lets a call that ends right at the deadline report its own error.
 GRACE = 0.1
-POOL_THREADS = 1024  # above gunicorn's threads × the per-key cap
+STOP_WAIT = 1.0  # seconds to wait for stopped calls to give back their slots
+UNEXPECTED = "An unexpected error occurred while answering for {value}."
 
 Entities = dict[str, list[dict[str, Any]]]
-Then = Callable[[Future], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one task ended: its value, or the error it raised."""
+
+    value: Any = None
+    error: RelayError | None = None
+
+
+Then = Callable[[Outcome], None]
 # Turns one observable's records and the request's catalogs into a result.
 Mapper = Callable[[Observable, Records, Mapping[int, Catalog]], Any]
 
@@ -62,16 +79,17 @@ class Lookup:
         spycloud: SpyCloud,
         catalogs: CatalogCache,
         records: RecordsCache,
+        *,
+        fanout: int,
+        answer_cap: int,
         clock: Callable[[], dt.datetime] = _utcnow,
     ) -> None:
         self.spycloud = spycloud
         self.catalog_cache = catalogs
         self.records_cache = records
+        self.fanout = fanout  # one request's tasks in flight at most
+        self.answer_cap = answer_cap  # sightings in one answer at most
         self.clock = clock
-        # Threads start as tasks need them and are reused. Each request keeps
-        # at most the per-key cap of tasks here, so with this many threads
-        # no request's task ever queues behind another request's.
-        self.pool = ThreadPoolExecutor(POOL_THREADS, "lookup")
 
     def observe(
         self,
@@ -123,19 +141,21 @@ class Lookup:
         errors: list[RelayError] = []
         batches = [todo[i:i + CATALOG_BATCH]
                    for i in range(0, len(todo), CATALOG_BATCH)]
-        futures = [self.pool.submit(self.spycloud.catalog_batch, key, batch,
-                                    budget) for batch in batches]
-        for batch, future in zip(batches, futures):
-            try:
-                answer = future.result(timeout=budget.remaining() + GRACE)
-            except RelayError as error:
-                errors.append(error)
-                continue
-            except TimeoutError:
+        group = Group()
+        tasks = [group.spawn(_capture, lambda b=batch: self.spycloud
+                             .catalog_batch(key, b, budget))
+                 for batch in batches]
+        group.join(timeout=budget.remaining() + GRACE)
+        group.kill(timeout=STOP_WAIT)  # what the budget did not wait for
+        for batch, task in zip(batches, tasks):
+            ended: Outcome | None = task.value
+            if ended is None:
                 errors.append(out_of_time(budget))
-                continue
-            found.update(answer)
-            missing.extend(self.remember(owner, batch, answer))
+            elif ended.error is not None:
+                errors.append(ended.error)
+            else:
+                found.update(ended.value)
+                missing.extend(self.remember(owner, batch, ended.value))
         return found, missing, errors
 
     def remember(self, owner: str, batch: Sequence[int],
@@ -157,10 +177,11 @@ class Lookup:
 class _Observe:
     """The state of one request's lookup.
 
-    Tasks run on the lookup's threads; only the request's thread reacts to
-    their ends (`_drain`), so this state needs no lock and no task waits on
-    another. Each observable is handed to *mapper* as soon as its records
-    and catalogs are known.
+    Tasks run in greenlets of the request's own group; only the request's
+    greenlet reacts to their ends (`_drain`), so this state needs no lock
+    and no task waits on another. Each observable is handed to *mapper* as
+    soon as its records and catalogs are known; a mapper that fails loses
+    that observable only.
     """
 
     def __init__(self, lookup: Lookup, key: str,
@@ -170,7 +191,10 @@ class _Observe:
         self.key = key
         self.owner = key_digest(key)
         self.observables = observables
-        self.limit = options.entities_limit
+        self.asked = options.entities_limit
+        # Each observable's share of the answer: the newest records first.
+        self.limit = min(self.asked,
+                         max(1, lookup.answer_cap // max(1, len(observables))))
         self.only = lookup.filter(options)
         self.budget = budget
         self.mapper = mapper
@@ -185,10 +209,11 @@ class _Observe:
         self.resolved: set[int] = set()
         # Never more of the request's tasks in flight than the per-key cap
         # can serve at once; the rest wait in the request's own backlog.
-        self.fanout = lookup.spycloud.transport.limits.cap
-        self.pending: dict[Future, Then] = {}
+        self.fanout = lookup.fanout
+        self.group = Group()
+        self.pending: dict[gevent.Greenlet, Then] = {}
         self.backlog: deque[tuple[Callable[[], Any], Then]] = deque()
-        self.done: queue.SimpleQueue[Future] = queue.SimpleQueue()
+        self.done: Queue[gevent.Greenlet] = Queue()
 
     def run(self) -> tuple[list[Any], list[RelayError]]:
         """Return what *mapper* made of each observable, in the order sent
@@ -207,10 +232,14 @@ class _Observe:
                 lambda future, i=index, k=key: self._records_done(
                     i, k, future),
             )
-        if not self._drain():  # the budget ran out with calls open
-            self.errors.append(out_of_time(self.budget))
-            for future in self.pending:
-                future.cancel()
+        try:
+            if not self._drain():  # the budget ran out with calls open
+                self.errors.append(out_of_time(self.budget))
+        finally:
+            # Nothing the request started outlives it: calls still in
+            # flight are interrupted and give back their key slots.
+            self.backlog.clear()
+            self.group.kill(timeout=STOP_WAIT)
         return self._answer()
 
     def _submit(self, task: Callable[[], Any], then: Then,
@@ -226,29 +255,29 @@ class _Observe:
     def _fill(self) -> None:
         while self.backlog and len(self.pending) < self.fanout:
             task, then = self.backlog.popleft()
-            future = self.lookup.pool.submit(task)
-            self.pending[future] = then
-            future.add_done_callback(self.done.put)
+            greenlet = self.group.spawn(_capture, task)
+            self.pending[greenlet] = then
+            greenlet.link(self.done.put)
 
     def _drain(self) -> bool:
         """React to tasks as they end; False if the budget ran out first."""
         while self.pending:
             try:
-                future = self.done.get(timeout=self.budget.remaining() + GRACE)
-            except queue.Empty:
+                ended = self.done.get(timeout=self.budget.remaining() + GRACE)
+            except Empty:
                 return False
-            self.pending.pop(future)(future)
+            self.pending.pop(ended)(ended.value)
             self._fill()
+            gevent.sleep(0)  # mapping is CPU work: let other requests run
         return True
 
     def _records_done(self, index: int, key: Hashable,
-                      future: Future) -> None:
-        found = _result(future)
-        if isinstance(found, RelayError):
-            self.found[index] = found
+                      ended: Outcome) -> None:
+        if ended.error is not None:
+            self.found[index] = ended.error
             return
-        self.lookup.records_cache.put(key, found)
-        self._records_found(index, found)
+        self.lookup.records_cache.put(key, ended.value)
+        self._records_found(index, ended.value)
 
     def _records_found(self, index: int, found: Records) -> None:
         self.found[index] = found
@@ -278,10 +307,10 @@ class _Observe:
             urgent=True,
         )
 
-    def _catalogs_done(self, batch: list[int], future: Future) -> None:
-        answer = _result(future)
-        if isinstance(answer, RelayError):
-            self.errors.append(answer)
+    def _catalogs_done(self, batch: list[int], ended: Outcome) -> None:
+        answer = ended.value
+        if ended.error is not None:
+            self.errors.append(ended.error)
             answer = {}
         else:
             self.missing.update(dict.fromkeys(
@@ -301,9 +330,18 @@ class _Observe:
         self.resolved.update(missing)
 
     def _map(self, index: int) -> None:
-        found: Records = self.found[index]  # only a Records is ever mapped
-        self.mapped[index] = self.mapper(
-            self.observables[index], found, self.catalogs)
+        found = self.found[index]
+        if not isinstance(found, Records):  # only records are mapped
+            return
+        observable = self.observables[index]
+        try:
+            self.mapped[index] = self.mapper(observable, found, self.catalogs)
+        except Exception:  # a bug must not lose the other observables
+            log.exception("unexpected failure while mapping an observable",
+                          extra={"fields": {
+                              "request_id": self.budget.request_id}})
+            self.found[index] = RelayError(
+                UNEXPECTED.format(value=observable.value))
 
     def _answer(self) -> tuple[list[Any], list[RelayError]]:
         """Assemble the answer in the order observables were sent; an
@@ -311,17 +349,27 @@ class _Observe:
         mapped: list[Any] = []  # one per observable, None if not found
         errors: list[RelayError] = []
         max_pages = self.lookup.spycloud.max_pages
+        left_out = 0
         for index, observable in enumerate(self.observables):
+            if isinstance(self.found.get(index), Records) \
+                    and index not in self.mapped:
+                self._map(index)
             found = self.found.get(index)
             if not isinstance(found, Records):
                 mapped.append(None)
                 if found is not None:
                     errors.append(found)
-            else:
-                errors.extend(_notes(observable, found, max_pages))
-                if index not in self.mapped:
-                    self._map(index)
-                mapped.append(self.mapped[index])
+                continue
+            errors.extend(_notes(observable, found, max_pages))
+            left_out += min(found.matched, self.asked) - len(found.records)
+            mapped.append(self.mapped[index])
+        if left_out:
+            errors.append(warning(
+                "too many results",
+                f"One answer holds at most {self.lookup.answer_cap:,}"
+                f" sightings: each observable kept its newest {self.limit:,},"
+                f" and {left_out:,} older sighting(s) were left out.",
+            ))
         errors.extend(self.errors)
         errors.extend(
             warning("not found", f"SpyCloud did not return results for {i}")
@@ -330,15 +378,16 @@ class _Observe:
         return mapped, errors
 
 
-def _result(future: Future) -> Any:
-    """Return a task's value, or the error it raised."""
+def _capture(task: Callable[[], Any]) -> Outcome:
+    """Run *task* in its greenlet; return its value or the error it raised
+    (a greenlet that raised would print its traceback to stderr)."""
     try:
-        return future.result()
+        return Outcome(value=task())
     except RelayError as error:
-        return error
+        return Outcome(error=error)
     except Exception:  # a bug must not lose the other observables' answers
         log.exception("unexpected failure while reading SpyCloud")
-        return RelayError("An unexpected error occurred.")
+        return Outcome(error=RelayError("An unexpected error occurred."))
 
 
 def _notes(

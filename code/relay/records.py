@@ -85,6 +85,11 @@ class Newest:
             elif item[:2] > heap[0][:2]:
                 heapq.heapreplace(heap, item)
 
+    @property
+    def seen(self) -> int:
+        """Return how many records were offered, kept or not."""
+        return self._seen
+
     def wants(self, published: dt.datetime) -> bool:
         """Say whether a record published then would be kept now (a tie
         with the oldest kept record loses: it arrived later)."""

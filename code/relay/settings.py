@@ -132,6 +132,14 @@ def redis_url(text: str) -> str | None:
     return text
 
 
+def ca_file(text: str) -> str | None:
+    if not text:
+        return None
+    if not os.path.isfile(text):
+        raise ValueError("the path of a readable PEM file of CA certificates")
+    return text
+
+
 def optional_address(text: str) -> str | None:
     return address(text) if text else None
 
@@ -227,6 +235,15 @@ class Settings:
     max_body_bytes: int = var(
         "MAX_BODY_BYTES", 1_048_576, count,
         "larger request bodies get HTTP 413")
+    max_answer_sightings: int = var(
+        "MAX_ANSWER_SIGHTINGS", 5000, count,
+        "sightings in one answer at most (about 2 KB each with their"
+        " indicators and relationships); past it each observable keeps its"
+        " newest share and a warning says how many were left out")
+    spycloud_max_body_bytes: int = var(
+        "SPYCLOUD_MAX_BODY_BYTES", 16_777_216, count,
+        "largest SpyCloud answer read (a page of 1,000 records is about"
+        " 1 MB); a larger one is an error for its observable")
     records_cache_ttl: float = var(
         "RECORDS_CACHE_TTL", 300.0, seconds_or_zero,
         "seconds an observable's records are kept, so XDR's repeated"
@@ -235,6 +252,13 @@ class Settings:
         "RECORDS_CACHE_SIZE", 20_000, count,
         "records kept at most by that cache (process memory only, never"
         " disk or an external store)")
+    ca_bundle: str | None = var(
+        "REQUESTS_CA_BUNDLE", None, ca_file,
+        "a PEM file of the CAs SpyCloud's certificate is checked against"
+        " (behind a TLS-inspecting proxy); unset: the bundled CAs")
+    ssl_cert_file: str | None = var(
+        "SSL_CERT_FILE", None, ca_file,
+        "the same, read when `REQUESTS_CA_BUNDLE` is unset")
     portal_url: str = var(
         "SPYCLOUD_PORTAL_URL", "https://portal.spycloud.com", portal,
         "where refer's Search and Browse links point")
@@ -258,9 +282,10 @@ class Settings:
     workers: int = var(
         "WEB_CONCURRENCY", 1, count,
         "gunicorn worker processes (see \"One process per container\")")
-    threads: int = var(
-        "GUNICORN_THREADS", 32, count,
-        "threads per worker: requests served at once")
+    worker_connections: int = var(
+        "WORKER_CONNECTIONS", 1000, count,
+        "connections one worker holds at once, idle and slow ones included"
+        " (each a greenlet of a few KB); more wait in the listen backlog")
     metrics_bind: str | None = var(
         "METRICS_BIND", None, optional_address,
         "`HOST:PORT` of a separate Prometheus listener (unset: no metrics"

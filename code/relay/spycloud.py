@@ -34,6 +34,7 @@ class Records:
     """The newest records of one identifier, and what else SpyCloud told."""
 
     records: list[Record]  # newest first, at most the limit asked for
+    matched: int  # records read that passed the filter, kept or not
     rejected: int  # records that could not be parsed
     capped: bool  # the page cap stopped the paging: SpyCloud holds more
 
@@ -68,7 +69,7 @@ class SpyCloud:
             key, f"breach/data/{selector}", quote(value, safe="@"),
             {"since": only.since.isoformat()} if only.since else {},
             budget, self.max_pages, offer)
-        return Records(newest.records(), rejected, capped)
+        return Records(newest.records(), newest.seen, rejected, capped)
 
     def watchlist(
         self, key: str, since: dt.date, budget: Budget, max_pages: int,

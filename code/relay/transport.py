@@ -13,9 +13,11 @@ import contextvars
 import hashlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import gevent
 import requests
 import stamina
 from requests.adapters import HTTPAdapter
@@ -37,11 +39,12 @@ USER_AGENT = f"tr-05-spycloud-employee-ato-prevention-relay/{VERSION}"
 # retry hook (stamina calls it in that thread).
 CALL: contextvars.ContextVar[tuple[str, str]] = contextvars.ContextVar("call")
 RETRY_AFTER_MAX = 10.0  # seconds; a longer Retry-After is clamped
-POOL_SIZE = 64  # keep-alive connections kept per host
-# Answers decoded (and parsed) at once per process. Decoding holds the GIL,
-# so more would not be faster; fewer decoded pages alive at once keep a
-# worker's memory to what its answers hold, not what SpyCloud sends.
-DECODE_SLOTS = 2
+# Answers decoded (and parsed) at once per process: taken once the body is
+# read, never across the network. Decoding is CPU work, so more would not
+# be faster; fewer decoded pages alive at once keep a worker's memory to
+# what its answers hold, not what SpyCloud sends.
+PARSE_SLOTS = 2
+CHUNK = 65_536  # bytes read at a time from a SpyCloud answer
 
 NOT_FOUND = "The Spycloud not found."
 TOO_MANY = "Too many requests have been made to Spycloud. Please, try again later."
@@ -59,6 +62,7 @@ TRANSIENT = {
 NOT_JSON = "SpyCloud answered with a body that is not valid JSON."
 TIMED_OUT = "SpyCloud did not answer in time."
 NO_CONNECTION = "The relay could not connect to SpyCloud."
+TOO_LARGE = "SpyCloud answered with a body larger than {cap:,} bytes."
 OUT_OF_TIME = (
     "The relay's time budget of {seconds:g} s ran out before SpyCloud answered."
 )
@@ -121,6 +125,15 @@ class KeyLimits:
                 del self._keys[digest]
 
 
+@dataclass(frozen=True)
+class Reply:
+    """One SpyCloud answer, its body read whole."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
 class Transport:
     """GETs JSON from SpyCloud with one customer's key at a time."""
 
@@ -131,15 +144,20 @@ class Transport:
         self._timeout = (settings.connect_timeout, settings.read_timeout)
         # Per process by default; shared across replicas with Redis.
         self.limits = limits or KeyLimits(settings.max_concurrency)
-        self._decoding = threading.BoundedSemaphore(DECODE_SLOTS)
+        self._parsing = threading.BoundedSemaphore(PARSE_SLOTS)
         # requests' adapter (its keep-alive pool) without a Session: a
         # Session's cookie, hook and redirect handling cost a third of each
-        # call's CPU, and SpyCloud calls need none of it.
-        self._adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
+        # call's CPU, and SpyCloud calls need none of it. It keeps one idle
+        # connection per connection the worker serves at most.
+        self._adapter = HTTPAdapter(
+            pool_connections=4, pool_maxsize=settings.worker_connections)
         self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-        # Proxy variables (HTTPS_PROXY, NO_PROXY) are read once here rather
-        # than scanned from the environment on every call.
+        # What a Session would read from the environment on every call, read
+        # once: proxies (HTTPS_PROXY, NO_PROXY) and the CA bundle of a
+        # TLS-inspecting proxy (REQUESTS_CA_BUNDLE, else SSL_CERT_FILE).
         self._proxies = requests.utils.get_environ_proxies(self._base)
+        self._verify: str | bool = (settings.ca_bundle
+                                    or settings.ssl_cert_file or True)
 
     def get_json(
         self,
@@ -213,35 +231,67 @@ class Transport:
         parse: Callable[[Any], Any] | None,
     ) -> Any:
         """Make one attempt: a slot of the key's cap from sending until the
-        body is read; a decoding slot from reading the body until parsed."""
+        body is read, then a parse slot for decoding and parsing only.
+
+        Every wait ends by the budget: the slots' waits take it as their
+        timeout, and a deadline scope interrupts the network I/O (a
+        connect, a stalled or trickling body) when it runs out.
+        """
         if not self.limits.acquire(digest, budget.remaining()):
             raise out_of_time(budget)
-        held = True
         try:
             left = budget.remaining()
             if left <= 0:
                 raise out_of_time(budget)
             budget.count_call()
-            request = requests.PreparedRequest()
-            request.prepare(
-                method="GET", url=self._base + path, params=params,
-                headers={**self._headers, "X-API-Key": key},
-            )
+            reply = self._exchange(key, path, params, budget, left)
+        finally:
+            self.limits.release(digest)
+        if not self._parsing.acquire(timeout=budget.remaining()):
+            raise out_of_time(budget)
+        try:
+            payload = answer(reply)
+            del reply
+            return payload if parse is None or payload is None \
+                else parse(payload)
+        finally:
+            self._parsing.release()
+
+    def _exchange(
+        self,
+        key: str,
+        path: str,
+        params: dict[str, str] | None,
+        budget: Budget,
+        left: float,
+    ) -> Reply:
+        """Send the GET and read the whole answer by the deadline."""
+        request = requests.PreparedRequest()
+        request.prepare(
+            method="GET", url=self._base + path, params=params,
+            headers={**self._headers, "X-API-Key": key},
+        )
+        deadline = gevent.Timeout(left)
+        deadline.start()
+        try:
             response = self._adapter.send(
                 request,
                 timeout=(min(self._timeout[0], left),
                          min(self._timeout[1], left)),
                 proxies=self._proxies,
-                stream=True,  # the body is read when a decoding slot is free
+                verify=self._verify,
+                stream=True,  # read below, in chunks, under the caps
             )
-            with self._decoding:
-                response.content  # noqa: B018 (reads the body)
-                self.limits.release(digest)
-                held = False
-                payload = answer(response)
-                del response
-                return payload if parse is None or payload is None \
-                    else parse(payload)
+            try:
+                return Reply(response.status_code, response.headers,
+                             self._read(response))
+            finally:
+                response.close()
+        except gevent.Timeout as timeout:
+            if timeout is not deadline:
+                raise
+            # The budget ran out during the exchange: no time to retry.
+            raise SpyCloudError(TIMED_OUT, kind="timeout") from None
         except requests.exceptions.SSLError as exc:
             raise SpyCloudError(
                 f"Unable to verify SSL certificate: {_reason(exc)}",
@@ -256,8 +306,21 @@ class Transport:
                 f"The call to SpyCloud failed: {type(exc).__name__}."
             ) from exc
         finally:
-            if held:
-                self.limits.release(digest)
+            deadline.close()
+
+    def _read(self, response: requests.Response) -> bytes:
+        """Read the body a chunk at a time, refusing one over the cap."""
+        cap = self._settings.spycloud_max_body_bytes
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_content(CHUNK):
+            size += len(chunk)
+            if size > cap:
+                raise SpyCloudError(TOO_LARGE.format(cap=cap),
+                                    kind="too_large",
+                                    status=response.status_code)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 def log_retry(details: RetryDetails) -> None:
@@ -288,12 +351,12 @@ def retry_wait(
     return True if wait is None else wait
 
 
-def answer(response: requests.Response) -> Any:
+def answer(response: Reply) -> Any:
     """Turn one SpyCloud response into JSON, None (400) or an error."""
-    status = response.status_code
+    status = response.status
     if status == 200:
         try:
-            return loads(response.content)
+            return loads(response.body)
         except ValueError:
             raise SpyCloudError(NOT_JSON, kind="bad_body",
                                 status=200) from None
@@ -316,7 +379,7 @@ def answer(response: requests.Response) -> Any:
                         kind="unexpected_status", status=status)
 
 
-def _throttled(response: requests.Response) -> SpyCloudError:
+def _throttled(response: Reply) -> SpyCloudError:
     """Tell a spent quota (final) from throttling (retried)."""
     kind = response.headers.get("x-amzn-ErrorType", "")
     if kind.startswith("LimitExceededException"):
@@ -328,12 +391,12 @@ def _throttled(response: requests.Response) -> SpyCloudError:
     )
 
 
-def _auth_reason(response: requests.Response) -> str:
+def _auth_reason(response: Reply) -> str:
     header = response.headers.get("SpyCloud-Error", "").strip()
     if header:
         return header
     try:
-        message = response.json().get("message")
+        message = loads(response.body).get("message")
     except (ValueError, AttributeError):
         message = None
     if isinstance(message, str) and message.strip():

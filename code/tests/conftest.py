@@ -13,7 +13,7 @@ import responses
 import stamina
 
 from devtools.tokenkit import TokenKit
-from relay import create_app
+from relay.factory import create_app
 from relay.settings import Settings
 
 JWKS_HOST = "jwks.test"

@@ -12,7 +12,8 @@ import requests
 import responses
 
 from devtools.tokenkit import TokenKit
-from relay import auth, create_app
+from relay import auth
+from relay.factory import create_app
 from relay.settings import Settings
 
 from .conftest import API, API_KEY, JWKS_HOST, JWKS_URL
@@ -220,7 +221,7 @@ def test_spycloud_401_without_message(client, mocked, auth) -> None:
 
 
 def test_pinned_audience(mocked, make_token, kit) -> None:
-    from relay import create_app
+    from relay.factory import create_app
     app = create_app(Settings(
         spycloud_api_url=API, allowed_jwks_hosts=frozenset({JWKS_HOST}),
         jwks_url_template="http://{jwks_host}/.well-known/jwks",
@@ -237,7 +238,7 @@ def test_pinned_audience(mocked, make_token, kit) -> None:
 
 
 def test_proxy_headers_only_when_enabled(mocked, make_token, kit) -> None:
-    from relay import create_app
+    from relay.factory import create_app
     settings = dict(
         spycloud_api_url=API, allowed_jwks_hosts=frozenset({JWKS_HOST}),
         jwks_url_template="http://{jwks_host}/.well-known/jwks",

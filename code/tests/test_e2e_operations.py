@@ -26,7 +26,7 @@ KEY = "ops-Key-31b7c0-not-for-logs"
     ("SPYCLOUD_PORTAL_URL", "ftp://portal.example"),
     ("RELAY_REQUEST_BUDGET", "abc"),
     ("WEB_CONCURRENCY", "two"),
-    ("GUNICORN_THREADS", "lots"),
+    ("WORKER_CONNECTIONS", "lots"),
     ("LOG_LEVEL", "verbose"),
     ("LOG_FORMAT", "xml"),
     ("BIND", "9090"),

@@ -17,7 +17,8 @@ import responses
 import stamina
 from responses import matchers
 
-from relay import create_app, ctim
+from relay import ctim
+from relay.factory import create_app
 
 from .conftest import API, API_KEY
 

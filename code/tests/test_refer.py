@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from responses import matchers
 
-from relay import create_app
+from relay.factory import create_app
 
 from .test_observe import CATALOG, RECORDS, cat, page, rec
 

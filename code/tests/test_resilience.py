@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from devtools.tokenkit import TokenKit
-from relay import create_app
+from relay.factory import create_app
 from relay.budget import Budget
 from relay.errors import RetryableError, SpyCloudError
 from relay.settings import Settings

@@ -87,7 +87,7 @@ def test_every_setting_has_a_variable_and_a_description() -> None:
      " used: expected a number of seconds above 0"),
     ({"WEB_CONCURRENCY": "two"}, "WEB_CONCURRENCY='two' cannot be used:"
      " expected a whole number of 1 or more"),
-    ({"GUNICORN_THREADS": "0"}, "GUNICORN_THREADS='0' cannot be used:"
+    ({"WORKER_CONNECTIONS": "0"}, "WORKER_CONNECTIONS='0' cannot be used:"
      " expected a whole number of 1 or more"),
     ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL='verbose' cannot be used:"
      " expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),

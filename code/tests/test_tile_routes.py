@@ -14,7 +14,7 @@ import pytest
 import responses
 from responses import matchers
 
-from relay import create_app
+from relay.factory import create_app
 
 from .conftest import API
 

@@ -1,0 +1,186 @@
+"""`create_app`: the Flask app with its per-app resources, routes, error
+handlers, body cap and access log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import requests
+import stamina
+from flask import Flask, g, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import metrics, routes, shared, transport
+from .auth import JwksCache
+from .catalog_cache import MISSING_TTL, CatalogCache
+from .dashboard import Dashboard
+from .envelope import body, outcome
+from .errors import RelayError
+from .jsonio import OrjsonProvider
+from .lookup import Lookup
+from .records_cache import RecordsCache
+from .settings import Settings
+from .spycloud import SpyCloud
+from .transport import KeyLimits, Transport
+
+log = logging.getLogger("relay")
+LEASE_MARGIN = 5.0  # seconds a shared slot outlives its call's timeouts
+# An incoming X-Request-Id is kept when it is a plain token; else a new one.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class Relay:
+    """The per-app resources views need, kept in `app.extensions`."""
+
+    settings: Settings
+    spycloud: SpyCloud
+    lookup: Lookup
+    dashboard: Dashboard
+    jwks: JwksCache
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    now: Callable[[], dt.datetime] = _utcnow,
+) -> Flask:
+    """Build the relay with *settings* (default: from the environment);
+    *clock* drives the JWKS cache's lifetimes and *now* is the wall clock
+    of lookback days and tile windows (tests pass fakes)."""
+    settings = settings or Settings.from_env()
+    # Retries are logged at INFO by the relay's own hook, with the endpoint
+    # and request id (stamina's default hook would log bare event names).
+    stamina.instrumentation.set_on_retry_hooks([transport.log_retry])
+    app = Flask(__name__)
+    app.json = OrjsonProvider(app)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    if settings.trust_proxy_headers:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)
+    catalogs = CatalogCache(settings.catalog_cache_ttl,
+                            settings.catalog_cache_size)
+    limits = KeyLimits(settings.max_concurrency)
+    flight = None
+    if settings.redis_url:  # shared by every worker and replica
+        store = shared.Redis(settings.redis_url, settings.redis_timeout,
+                             settings.redis_retry_interval)
+        catalogs = shared.SharedCatalogCache(
+            store, catalogs, settings.catalog_cache_ttl, MISSING_TTL)
+        limits = shared.SharedKeyLimits(
+            store, limits, settings.connect_timeout + settings.read_timeout
+            + LEASE_MARGIN)
+        flight = shared.SharedFlight(store, settings.tiles_cache_ttl,
+                                     settings.request_budget)
+    spycloud = SpyCloud(Transport(settings, limits), settings.max_pages)
+    lookup = Lookup(
+        spycloud, catalogs,
+        RecordsCache(settings.records_cache_ttl, settings.records_cache_size),
+        fanout=settings.max_concurrency,
+        answer_cap=settings.max_answer_sightings,
+        clock=now,
+    )
+    app.extensions["relay"] = Relay(
+        settings=settings,
+        spycloud=spycloud,
+        lookup=lookup,
+        dashboard=Dashboard(lookup, settings.tiles_cache_ttl,
+                            settings.tiles_max_pages, now, flight),
+        jwks=JwksCache(
+            requests.Session(),
+            settings.jwks_url_template,
+            ttl=settings.jwks_cache_ttl,
+            refresh_interval=settings.jwks_refresh_interval,
+            clock=clock,
+        ),
+    )
+    app.register_blueprint(routes.bp)
+    _register_body_cap(app, settings.max_body_bytes)
+    _register_error_handlers(app)
+    _register_access_log(app)
+    return app
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(RelayError)
+    def relay_error(error: RelayError):
+        g.outcome = outcome([error])
+        return jsonify(body(errors=[error]))
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        response = jsonify({
+            "code": error.code,
+            "message": error.description,
+            "reason": type(error).__name__,
+        })
+        response.status_code = error.code or 500
+        g.outcome = f"http_{response.status_code}"
+        # Keep what the status needs, e.g. the `Allow` header of a 405.
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):
+        log.exception("unexpected error on %s", request.path,
+                      extra={"fields": {"request_id": g.get("request_id")}})
+        g.outcome = "fatal:unknown"
+        return jsonify(body(errors=[
+            RelayError("An unexpected error occurred.", code="unknown")
+        ]))
+
+
+def _register_body_cap(app: Flask, cap: int) -> None:
+    @app.before_request
+    def read_capped_body() -> None:
+        """Refuse a body over the cap however it is sent: a chunked body
+        has no Content-Length for Flask's own check to look at."""
+        if request.content_length is None and request.method == "POST":
+            data = request.environ["wsgi.input"].read(cap + 1)
+            if len(data) > cap:
+                raise RequestEntityTooLarge()
+            # From here on the body is an ordinary one of known length.
+            request.environ["wsgi.input"] = io.BytesIO(data)
+            request.environ["CONTENT_LENGTH"] = str(len(data))
+            request.environ.pop("HTTP_TRANSFER_ENCODING", None)
+
+
+def _register_access_log(app: Flask) -> None:
+    @app.before_request
+    def start_clock() -> None:
+        g.started = time.monotonic()
+        given = request.headers.get("X-Request-Id", "")
+        g.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+    @app.after_request
+    def access_log(response):
+        budget = g.get("budget")
+        elapsed = time.monotonic() - g.get("started", time.monotonic())
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        result = g.get("outcome", "ok")
+        response.headers["X-Request-Id"] = g.get("request_id", "-")
+        metrics.REQUESTS.labels(route, result.partition(":")[0]).inc()
+        metrics.DURATION.labels(route).observe(elapsed)
+        log.info("%s %s %s", request.method, request.path,
+                 response.status_code, extra={"fields": {
+                     "duration": f"{elapsed:.3f}",
+                     "request_id": g.get("request_id", "-"),
+                     "outcome": result,
+                     "observables": g.get("observables", 0),
+                     "spycloud_calls": budget.calls if budget else 0,
+                 }})
+        return response

@@ -90,18 +90,41 @@ REASONS = {
 def reason_code(error: AuthorizationError) -> str:
     """Name why a token was refused; SpyCloud's own refusals of the key
     are `spycloud_refused`."""
+    given = getattr(error, "reason", None)
+    if given:
+        return str(given)
     reason = error.message.removeprefix("Authorization failed: ")
     return REASONS.get(reason, "spycloud_refused")
 
 
-@dataclass(frozen=True)
-class _Keys:
+def _refused(text: str, reason: str) -> AuthorizationError:
+    """An AuthorizationError whose log reason is more precise than its text."""
+    error = AuthorizationError(text)
+    error.reason = reason  # type: ignore[attr-defined]
+    return error
+
+
+@dataclass
+class _Host:
+    """What is known of one host's JWKS."""
+
     keys: Mapping[str, jwt.PyJWK]
-    fetched_at: float
+    fetched_at: float | None  # last successful fetch
+    tried_at: float  # last fetch, successful or not
+    failure: str | None = None  # log reason of the last failed fetch
+    said_stale: bool = False  # the log said the keys are served stale
 
 
 class JwksCache:
-    """Signing keys per allowlisted host, cached with a bounded lifetime."""
+    """Signing keys per allowlisted host, cached with a bounded lifetime.
+
+    A host is fetched at most once per refresh interval, successful or not:
+    when its keys expire (or a token names an unknown kid) and the host
+    cannot be reached, the keys already fetched stay usable for *stale_ttl*
+    seconds (said once in the log), and the next fetch waits for the next
+    interval. Waiting for another request's fetch of the same host ends by
+    the request's budget.
+    """
 
     TIMEOUT = (3.05, 5.0)
 
@@ -111,43 +134,76 @@ class JwksCache:
         url_template: str,
         ttl: float = 600.0,
         refresh_interval: float = 30.0,
+        stale_ttl: float = 86_400.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._session = session
         self._url_template = url_template
         self._ttl = ttl
         self._refresh_interval = refresh_interval
+        self._stale_ttl = stale_ttl
         self._clock = clock
-        self._entries: dict[str, _Keys] = {}
+        self._hosts: dict[str, _Host] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
-        self.fetches = 0
 
     def key(
         self, host: str, kid: str | None, budget: Budget | None = None
     ) -> jwt.PyJWK:
         """Return the key *kid* of *host*, refreshing once if it is unknown."""
-        with self._lock(host):
-            entry = self._entries.get(host)
-            now = self._clock()
-            if entry is None or now - entry.fetched_at >= self._ttl:
-                entry = self._fetch(host, budget)
-            elif kid not in entry.keys and (
-                now - entry.fetched_at >= self._refresh_interval
-            ):
-                entry = self._fetch(host, budget)
-        if kid is None or kid not in entry.keys:
-            raise AuthorizationError(KID_NOT_FOUND)
-        return entry.keys[kid]
+        lock = self._lock(host)
+        wait = budget.remaining() if budget else max(self.TIMEOUT)
+        if not lock.acquire(timeout=wait):
+            raise _refused(WRONG_JWKS_HOST, "jwks_wait_timeout")
+        try:
+            entry = self._current(host, kid, budget)
+        finally:
+            lock.release()
+        age = self._clock() - entry.fetched_at \
+            if entry.fetched_at is not None else None
+        if kid is not None and kid in entry.keys and age is not None \
+                and age < max(self._ttl, self._stale_ttl):
+            if age >= self._ttl and not entry.said_stale:
+                entry.said_stale = True
+                log.warning("JWKS of %s cannot be fetched; keys fetched %d s"
+                            " ago stay usable for up to %d s", host, age,
+                            self._stale_ttl)
+            return entry.keys[kid]
+        if entry.failure is not None:
+            raise _refused(WRONG_JWKS_HOST, entry.failure)
+        raise AuthorizationError(KID_NOT_FOUND)
+
+    def _current(self, host: str, kid: str | None,
+                 budget: Budget | None) -> _Host:
+        """Return what is known of *host*, fetched again if its keys are
+        old or lack *kid*, at most once per refresh interval."""
+        now = self._clock()
+        entry = self._hosts.get(host)
+        if entry is not None:
+            fresh = entry.fetched_at is not None \
+                and now - entry.fetched_at < self._ttl
+            if (fresh and kid in entry.keys) \
+                    or now - entry.tried_at < self._refresh_interval:
+                return entry
+        fetched = self._fetch(host, budget)
+        if isinstance(fetched, str):  # failed: keep what was known
+            if entry is None:
+                entry = _Host({}, None, now)
+            entry.tried_at, entry.failure = now, fetched
+        else:
+            entry = _Host(fetched, now, now)
+        self._hosts[host] = entry
+        return entry
 
     def _lock(self, host: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(host, threading.Lock())
 
-    def _fetch(self, host: str, budget: Budget | None) -> _Keys:
+    def _fetch(self, host: str,
+               budget: Budget | None) -> Mapping[str, jwt.PyJWK] | str:
+        """Return *host*'s keys by kid, or the log reason of a failure."""
         url = self._url_template.format(jwks_host=host)
         left = budget.remaining() if budget else max(self.TIMEOUT)
-        self.fetches += 1
         metrics.JWKS_FETCHES.inc()
         try:
             response = self._session.get(
@@ -157,14 +213,14 @@ class JwksCache:
             )
             response.raise_for_status()
             keys = jwt.PyJWKSet.from_dict(response.json()).keys
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            log.warning("JWKS of %s unreachable: %s", host,
+                        type(exc).__name__)
+            return "jwks_host_unreachable"
         except (requests.RequestException, ValueError, jwt.PyJWTError) as exc:
             log.warning("JWKS of %s unusable: %s", host, type(exc).__name__)
-            raise AuthorizationError(WRONG_JWKS_HOST) from exc
-        entry = _Keys(
-            {k.key_id: k for k in keys if k.key_id}, self._clock()
-        )
-        self._entries[host] = entry
-        return entry
+            return "jwks_unusable"
+        return {k.key_id: k for k in keys if k.key_id}
 
 
 def authorize(

@@ -103,6 +103,7 @@ def create_app(
             settings.jwks_url_template,
             ttl=settings.jwks_cache_ttl,
             refresh_interval=settings.jwks_refresh_interval,
+            stale_ttl=settings.jwks_stale_ttl,
             clock=clock,
         ),
     )

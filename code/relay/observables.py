@@ -10,10 +10,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
-
 from .errors import InvalidArgumentError, RelayError, warning
 
+# Problems named one by one in an answer; the rest are counted, so a large
+# body of bad items cannot make a large answer.
+MAX_PROBLEMS = 5
+WRONG_TYPE = "Invalid input type."
+_MISSING_FIELD = "Missing data for required field."
+_NULL = "Field may not be null."
+_EMPTY = "Shorter than minimum length 1."
+_NOT_STRING = "Not a valid string."
+_MISSING = object()
 MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit
 MAX_USERNAME_LENGTH = 256
 # A plausible address: one @, a local part without spaces or controls, and a
@@ -24,16 +31,6 @@ EMAIL = re.compile(
     r"(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{1,59})",
     re.UNICODE | re.IGNORECASE,
 )
-
-
-class ObservableSchema(Schema):
-    """One observable: a non-empty string type and value."""
-
-    class Meta:
-        unknown = EXCLUDE
-
-    type = fields.String(required=True, validate=validate.Length(min=1))
-    value = fields.String(required=True, validate=validate.Length(min=1))
 
 
 @dataclass(frozen=True)
@@ -54,13 +51,46 @@ class Query:
 
 
 def load(payload: Any) -> list[dict[str, str]]:
-    """Validate the body; raise InvalidArgumentError saying what is wrong."""
+    """Validate the body: a list of objects, each with a non-empty string
+    `type` and `value`; raise InvalidArgumentError saying what is wrong.
+
+    One pass, no per-item objects: a large body of bad items (from anyone,
+    before any token is checked) costs one read, and the message names the
+    first few problems and counts the rest, so it stays small.
+    """
     if payload is None:
         raise InvalidArgumentError("The body is not a JSON list.")
-    try:
-        return ObservableSchema(many=True).load(payload)
-    except ValidationError as exc:
-        raise InvalidArgumentError(json.dumps(exc.messages)) from None
+    if not isinstance(payload, list):
+        raise InvalidArgumentError(json.dumps({"_schema": [WRONG_TYPE]}))
+    problems: dict[str, Any] = {}
+    bad = 0
+    for index, item in enumerate(payload):
+        found = _problems(item)
+        if found:
+            bad += 1
+            if len(problems) < MAX_PROBLEMS:
+                problems[str(index)] = found
+    if bad:
+        more = bad - len(problems)
+        raise InvalidArgumentError(json.dumps(problems) + (
+            f" ({more:,} more invalid observables not shown.)" if more else ""))
+    return payload
+
+
+def _problems(item: Any) -> dict[str, list[str]] | None:
+    """Say what is wrong with one observable, in marshmallow's words."""
+    if not isinstance(item, dict):
+        return {"_schema": [WRONG_TYPE]}
+    found = {}
+    for name in ("type", "value"):
+        value = item.get(name, _MISSING)
+        if isinstance(value, str) and value:
+            continue
+        found[name] = [_MISSING_FIELD if value is _MISSING
+                       else _NULL if value is None
+                       else _EMPTY if value == ""
+                       else _NOT_STRING]
+    return found or None
 
 
 def supported(observables: Sequence[dict[str, str]], cap: int) -> Query:
@@ -72,6 +102,7 @@ def supported(observables: Sequence[dict[str, str]], cap: int) -> Query:
     """
     wanted: dict[tuple[str, str], Observable] = {}
     notes: list[RelayError] = []
+    invalid = 0
     for observable in observables:
         kind = observable["type"].strip().lower()
         check = CHECKS.get(kind)
@@ -80,14 +111,22 @@ def supported(observables: Sequence[dict[str, str]], cap: int) -> Query:
         value = observable["value"]
         query = check(value)
         if query is None:
-            shown = value if len(value) <= 80 else value[:77] + "..."
-            notes.append(warning(
-                "invalid argument",
-                f"{shown!r} is not a valid {NAMES[kind]}; it was not"
-                " looked up.",
-            ))
+            invalid += 1
+            if invalid <= MAX_PROBLEMS:
+                shown = value if len(value) <= 80 else value[:77] + "..."
+                notes.append(warning(
+                    "invalid argument",
+                    f"{shown!r} is not a valid {NAMES[kind]}; it was not"
+                    " looked up.",
+                ))
             continue
         wanted.setdefault((kind, query), Observable(kind, value, query))
+    if invalid > MAX_PROBLEMS:
+        notes.append(warning(
+            "invalid argument",
+            f"{invalid - MAX_PROBLEMS:,} more observables were not valid for"
+            " their type; they were not looked up.",
+        ))
     chosen = tuple(wanted.values())
     if len(chosen) > cap:
         notes.append(warning(

@@ -192,6 +192,11 @@ class Settings:
         "JWKS_REFRESH_INTERVAL", 30.0, seconds,
         "an unknown `kid` refreshes a host's JWKS once, at most once per this"
         " many seconds")
+    jwks_stale_ttl: float = var(
+        "JWKS_STALE_TTL", 86_400.0, seconds,
+        "while a host's JWKS cannot be fetched, seconds the keys fetched"
+        " before stay usable (said once in the log); a failed fetch is tried"
+        " again once per `JWKS_REFRESH_INTERVAL`")
     connect_timeout: float = var(
         "SPYCLOUD_CONNECT_TIMEOUT", 3.05, seconds,
         "seconds to connect to SpyCloud")

@@ -323,3 +323,73 @@ def test_unusable_option_is_a_warning_beside_the_answer(
         "message": "The module option MIN_SEVERITY has an unusable value"
         " 'critical'; its default (2) was used.",
     }]}
+
+
+# --- a JWKS host that cannot be reached ---------------------------------------
+
+def test_known_keys_outlive_an_unreachable_jwks_host(
+        settings, mocked, kit, make_token, caplog) -> None:
+    now = [1000.0]
+    client = create_app(settings, clock=lambda: now[0]).test_client()
+    mocked.get(JWKS_URL, json=kit.jwks())
+    mocked.get(HEALTH, json=OK)
+    assert health(client, make_token()).json == {"data": {"status": "ok"}}
+    # The cache's life (600 s) is over and the host is down: the keys
+    # fetched before are still used, the failure said once in the log.
+    now[0] += settings.jwks_cache_ttl + 1
+    mocked.get(JWKS_URL, body=requests.ConnectionError("down"))
+    for _ in range(3):
+        mocked.get(HEALTH, json=OK)
+        assert health(client, make_token()).json == {"data": {"status": "ok"}}
+    # One fetch per refresh interval, not one per request.
+    assert len([c for c in mocked.calls if "jwks" in c.request.url]) == 2
+    stale = [r for r in caplog.records if "stay usable" in r.getMessage()]
+    assert len(stale) == 1
+    # A day later the old keys are no longer trusted.
+    now[0] += settings.jwks_stale_ttl
+    mocked.get(JWKS_URL, body=requests.ConnectionError("down"))
+    assert health(client, make_token()).json == failed(
+        "Wrong jwks_host in JWT payload. Make sure domain follows the"
+        " visibility.<region>.cisco.com structure")
+
+
+def test_an_unreachable_host_is_retried_once_per_interval(
+        settings, mocked, kit, make_token, caplog) -> None:
+    now = [1000.0]
+    client = create_app(settings, clock=lambda: now[0]).test_client()
+    mocked.get(JWKS_URL, body=requests.ConnectionError("down"))
+    refused = failed("Wrong jwks_host in JWT payload. Make sure domain follows"
+                     " the visibility.<region>.cisco.com structure")
+    caplog.set_level("INFO", logger="relay")
+    for _ in range(3):
+        assert health(client, make_token()).json == refused
+    assert len(mocked.calls) == 1
+    reasons = [r.fields["reason"] for r in caplog.records
+               if r.getMessage() == "authorization failed"]
+    assert reasons == ["jwks_host_unreachable"] * 3
+    # The next interval tries again, and the host is back.
+    now[0] += settings.jwks_refresh_interval + 1
+    mocked.get(JWKS_URL, json=kit.jwks())
+    mocked.get(HEALTH, json=OK)
+    assert health(client, make_token()).json == {"data": {"status": "ok"}}
+
+
+def test_waiting_for_a_hosts_fetch_ends_by_the_budget(mocked, kit) -> None:
+    import gevent
+
+    from relay.budget import Budget
+
+    def slow(request):
+        gevent.sleep(1.5)  # the host answers, slowly
+        return 200, {}, json.dumps(kit.jwks())
+
+    mocked.add_callback("GET", JWKS_URL, callback=slow)
+    cache = auth.JwksCache(requests.Session(), "http://{jwks_host}/.well-known/jwks")
+    first = gevent.spawn(cache.key, JWKS_HOST, "test-kid", Budget(5))
+    gevent.sleep(0.05)  # the first request is fetching the host's keys
+    started = time.monotonic()
+    with pytest.raises(auth.AuthorizationError) as refused:
+        cache.key(JWKS_HOST, "test-kid", Budget(0.2))
+    assert time.monotonic() - started < 1
+    assert auth.reason_code(refused.value) == "jwks_wait_timeout"
+    assert first.get().key_id == "test-kid"

@@ -48,7 +48,9 @@ email) or per request (header `X-Emulator-Fault: <name>`):
 `slow` (2 s latency), `throttle` (429 `TooManyRequestsException`,
 `Retry-After: 0`), `quota` (429 `LimitExceededException`), `500`, `502`,
 `504`, `badjson` (truncated JSON), `html` (an HTML page), `hang` (no answer
-for 60 s), `drop` (connection closed without an answer).
+for 60 s), `trickle` (headers at once, then the body a byte every 0.5 s),
+`drop` (connection closed without an answer). `tls=(cert, key)` serves
+HTTPS.
 `--latency-ms` adds latency to every call; `--fault-rate` injects random
 retryable faults; `--also-key` accepts another customer's key.
 `GET /_emulator/stats` counts calls (each once, by endpoint; faults also
@@ -66,7 +68,9 @@ import hashlib
 import json
 import random
 import re
+import select
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -425,8 +429,10 @@ class Emulator(LoopbackServer):
     def __init__(self, host: str = "127.0.0.1", port: int = 0,
                  api_key: str = DEFAULT_KEY, latency_ms: float = 0,
                  fault_rate: float = 0.0, seed: int = 0,
-                 more_keys: Sequence[str] = ()) -> None:
+                 more_keys: Sequence[str] = (),
+                 tls: tuple[str, str] | None = None) -> None:
         self.api_keys = frozenset((api_key, *more_keys))
+        self.scheme = "https" if tls else "http"
         self.latency = latency_ms / 1000
         self.fault_rate = fault_rate
         self.calls: Counter[str] = Counter()
@@ -440,11 +446,16 @@ class Emulator(LoopbackServer):
         super().__init__(
             type("Handler", (_Handler,), {"emulator": self}), host, port
         )
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket,
+                                                    server_side=True)
 
     @property
     def url(self) -> str:
         """Return the base URL the relay's SPYCLOUD_API_URL should hold."""
-        return f"http://{self.address}{PREFIX}"
+        return f"{self.scheme}://{self.address}{PREFIX}"
 
     def stop(self) -> None:
         """Stop serving; hanging answers end at once."""
@@ -500,12 +511,23 @@ class Emulator(LoopbackServer):
             self.peak.clear()
             self._once.clear()
 
-    def hang(self, seconds: float) -> None:
-        self._stop.wait(seconds)
+    def hang(self, connection: socket.socket, seconds: float) -> None:
+        """Answer nothing for *seconds*, or until the client hangs up or
+        the emulator stops (so calls in flight count only live ones)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self._stop.is_set():
+            readable, _, _ = select.select([connection], [], [], 0.1)
+            if readable and not connection.recv(1, socket.MSG_PEEK):
+                return
+
+    def pause(self, seconds: float) -> bool:
+        """Wait *seconds*; say whether the emulator is stopping."""
+        return self._stop.wait(seconds)
 
 
 class _Handler(BaseHTTPRequestHandler):
     emulator: Emulator
+    trickle = False  # this answer's body goes out a byte at a time
     protocol_version = "HTTP/1.1"
     server_version = "SpyCloudEmulator/1.0"
     # Headers and body go out in two writes: without TCP_NODELAY, Nagle and
@@ -601,8 +623,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._raw(200, b"<html><body>Gateway error</body></html>",
                       "text/html")
         elif fault == "hang":
-            self.emulator.hang(60)
+            self.emulator.hang(self.connection, 60)
             self.close_connection = True
+        elif fault == "trickle":
+            self.trickle = True
+            return False
         elif fault == "drop":
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
@@ -659,7 +684,19 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(data)
+        if not self.trickle:
+            self.wfile.write(data)
+            return
+        self.emulator.count("fault trickle", call=False)
+        self.close_connection = True
+        try:
+            for offset in range(len(data)):
+                self.wfile.write(data[offset:offset + 1])
+                self.wfile.flush()
+                if self.emulator.pause(0.5):
+                    return
+        except OSError:  # the client gave up
+            return
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -524,3 +524,61 @@ def test_retry_after_is_the_wait(client, mocked, auth) -> None:
         stamina.instrumentation.set_on_retry_hooks(hooks)
         stamina.set_testing(True, attempts=3)
     assert waits == [0.01]
+
+
+def test_the_answer_cap_keeps_each_observables_newest(
+        settings, mocked, make_token, jwks) -> None:
+    app = create_app(dataclasses.replace(settings, max_answer_sightings=4))
+    auth = {"Authorization": f"Bearer {make_token(CTR_ENTITIES_LIMIT=10)}"}
+    for user in ("a", "b"):
+        mocked.get(RECORDS + f"{user}@example.com", json=page(
+            [rec(n, 1, day=n, email=f"{user}@example.com")
+             for n in range(1, 6)]))
+    mocked.get(CATALOG + "1", json=page([cat(1)]))
+    body = observe(app.test_client(), auth, "a@example.com", "b@example.com")
+    # Two observables share four sightings: each keeps its newest two.
+    assert [(s["observables"][0]["value"], s["external_ids"][0])
+            for s in sightings(body)] == [
+        ("a@example.com", "doc-5"), ("a@example.com", "doc-4"),
+        ("b@example.com", "doc-5"), ("b@example.com", "doc-4")]
+    assert body["errors"] == [{
+        "type": "warning", "code": "too many results",
+        "message": "One answer holds at most 4 sightings: each observable"
+        " kept its newest 2, and 6 older sighting(s) were left out."}]
+
+
+def test_the_answer_cap_says_nothing_when_all_fit(
+        settings, mocked, make_token, jwks) -> None:
+    app = create_app(dataclasses.replace(settings, max_answer_sightings=4))
+    auth = {"Authorization": f"Bearer {make_token(CTR_ENTITIES_LIMIT=10)}"}
+    mocked.get(RECORDS + EMAIL, json=page([rec(1), rec(2)]))
+    mocked.get(RECORDS + "b@example.com", json=page([rec(3)]))
+    mocked.get(CATALOG + "1", json=page([cat(1)]))
+    body = observe(app.test_client(), auth, EMAIL, "b@example.com")
+    assert "errors" not in body
+    assert len(sightings(body)) == 3
+
+
+def test_a_mapping_failure_loses_only_its_observable(
+        client, mocked, auth, monkeypatch, caplog) -> None:
+    real = ctim.observe
+
+    def observe_or_fail(observable, *args: Any, **kwargs: Any):
+        if observable[1] == "a@example.com":
+            raise KeyError("a bug in the mapping")
+        return real(observable, *args, **kwargs)
+
+    monkeypatch.setattr(ctim, "observe", observe_or_fail)
+    for user in ("a", "b"):
+        mocked.get(RECORDS + f"{user}@example.com",
+                   json=page([rec(1, 7, email=f"{user}@example.com")]))
+    mocked.get(CATALOG + "7", json=page([cat(7)]))
+    body = observe(client, auth, "a@example.com", "b@example.com")
+    assert body["errors"] == [{
+        "type": "fatal", "code": "unknown",
+        "message": "An unexpected error occurred while answering for"
+        " a@example.com."}]
+    assert [s["observables"][0]["value"] for s in sightings(body)] == [
+        "b@example.com"]
+    assert body["data"]["indicators"]["count"] == 1
+    assert "a bug in the mapping" in caplog.text

@@ -89,6 +89,9 @@ def test_every_setting_has_a_variable_and_a_description() -> None:
      " expected a whole number of 1 or more"),
     ({"WORKER_CONNECTIONS": "0"}, "WORKER_CONNECTIONS='0' cannot be used:"
      " expected a whole number of 1 or more"),
+    ({"REQUESTS_CA_BUNDLE": "/nowhere/ca.pem"}, "REQUESTS_CA_BUNDLE="
+     "'/nowhere/ca.pem' cannot be used: expected the path of a readable PEM"
+     " file of CA certificates"),
     ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL='verbose' cannot be used:"
      " expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
     ({"LOG_FORMAT": "xml"}, "LOG_FORMAT='xml' cannot be used: expected one"

@@ -1,0 +1,96 @@
+"""SpyCloud behind a TLS-inspecting proxy: its certificate is signed by a
+private CA that the operator names in `REQUESTS_CA_BUNDLE` (or
+`SSL_CERT_FILE`). The emulator serves HTTPS on loopback with such a
+certificate."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import ipaddress
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from devtools.emulator import DEFAULT_KEY, Emulator
+from relay.factory import create_app
+
+
+def _name(text: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A private CA, and a certificate it signed for 127.0.0.1."""
+    folder = tmp_path_factory.mktemp("tls")
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(_name("Inspecting proxy CA"))
+          .issuer_name(_name("Inspecting proxy CA"))
+          .public_key(ca_key.public_key()).serial_number(1)
+          .not_valid_before(now - dt.timedelta(days=1))
+          .not_valid_after(now + dt.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None),
+                         critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    server = (x509.CertificateBuilder().subject_name(_name("127.0.0.1"))
+              .issuer_name(ca.subject).public_key(key.public_key())
+              .serial_number(2)
+              .not_valid_before(now - dt.timedelta(days=1))
+              .not_valid_after(now + dt.timedelta(days=1))
+              .add_extension(x509.SubjectAlternativeName([x509.IPAddress(
+                  ipaddress.ip_address("127.0.0.1"))]), critical=False)
+              .sign(ca_key, hashes.SHA256()))
+    paths = {name: folder / f"{name}.pem" for name in ("ca", "cert", "key")}
+    paths["ca"].write_bytes(_pem(ca))
+    paths["cert"].write_bytes(_pem(server))
+    paths["key"].write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def https_emulator(certificates: dict[str, Path]) -> Iterator[Emulator]:
+    emulator = Emulator(tls=(str(certificates["cert"]),
+                             str(certificates["key"]))).start()
+    yield emulator
+    emulator.stop()
+
+
+def health(settings, mocked, make_token, emulator: Emulator) -> dict:
+    mocked.add_passthru(emulator.url)
+    client = create_app(dataclasses.replace(
+        settings, spycloud_api_url=emulator.url)).test_client()
+    token = make_token(key=DEFAULT_KEY)
+    return client.post("/health", headers={
+        "Authorization": f"Bearer {token}"}).json
+
+
+@pytest.mark.parametrize("field", ["ca_bundle", "ssl_cert_file"])
+def test_the_operators_ca_bundle_is_trusted(
+        settings, mocked, jwks, make_token, https_emulator, certificates,
+        field) -> None:
+    settings = dataclasses.replace(settings, **{field: str(certificates["ca"])})
+    assert https_emulator.url.startswith("https://")
+    assert health(settings, mocked, make_token, https_emulator) == {
+        "data": {"status": "ok"}}
+
+
+def test_without_the_bundle_the_certificate_is_refused(
+        settings, mocked, jwks, make_token, https_emulator) -> None:
+    answer = health(settings, mocked, make_token, https_emulator)
+    assert answer["errors"][0]["code"] == "unknown"
+    assert answer["errors"][0]["message"].startswith(
+        "Unable to verify SSL certificate:")

@@ -7,9 +7,13 @@ latency), their ratio, the SpyCloud calls made, and the relay worker's
 peak memory; beside it, the same work done the way the original relay did
 it: one call at a time, first page only, one catalog call per record,
 0.25 s apart. Then: one customer's one-email lookup while another
-customer's 100-email request runs, as a ratio to the same lookup alone;
-the worker's peak memory growth while 20 emails of 9,000 records each are
-answered; a load run with throughput, p50, p99 and errors.
+customer's 100-email request runs, while 200 connections send their
+headers a byte a second, and while that other customer has 100 requests
+SpyCloud never answers, each as a ratio to the same lookup alone; the
+worker's peak memory growth while 20 emails of 9,000 records each are
+answered, and while 100 emails of 1,000 records are answered with
+CTR_ENTITIES_LIMIT=1000 (with what it keeps after); a load run with
+throughput, p50, p99 and errors.
 
     cd code && python -m devtools.bench [--latency-ms 50] [--repeat 5]
 """
@@ -19,7 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import socket
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -196,6 +202,67 @@ def two_customers(a: Bench, b: Bench, repeat: int) -> tuple[float, float]:
     return statistics.median(alone), statistics.median(loaded)
 
 
+def b_alone(b: Bench, repeat: int, group: int) -> float:
+    """Return customer B's one-email latency alone (median, new breaches)."""
+    return statistics.median(
+        b.timed([f"n20.b10.s{group + run}.u0@bench.test"])[0]
+        for run in range(repeat))
+
+
+def b_during(b: Bench, repeat: int, group: int) -> float:
+    """Return customer B's one-email latency now (median, new breaches)."""
+    times = []
+    for run in range(repeat):
+        started = time.perf_counter()
+        b.fetch([f"n20.b10.s{group + run}.u0@bench.test"])
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def slow_clients(b: Bench, repeat: int) -> tuple[float, float]:
+    """Return B's latency alone, and while 200 connections send their
+    headers a byte a second."""
+    alone = b_alone(b, repeat, 1100)
+    host, port = b.stack.url.removeprefix("http://").split(":")
+    slow = [socket.create_connection((host, int(port))) for _ in range(200)]
+    stop = threading.Event()
+
+    def drip() -> None:
+        for sock in slow:
+            sock.sendall(b"POST /observe/observables HTTP/1.1\r\nX-Slow: ")
+        while not stop.wait(1):
+            for sock in slow:
+                sock.send(b"s")
+
+    dripping = threading.Thread(target=drip)
+    dripping.start()
+    try:
+        time.sleep(0.5)  # every slow connection is open and dripping
+        during = b_during(b, repeat, 1200)
+    finally:
+        stop.set()
+        dripping.join()
+        for sock in slow:
+            sock.close()
+    return alone, during
+
+
+def hanging(a: Bench, b: Bench, repeat: int) -> tuple[float, float]:
+    """Return B's latency alone, and while customer A has 100 requests for
+    an email SpyCloud never answers (they end at the relay's budget)."""
+    alone = b_alone(b, repeat, 1300)
+    with ThreadPoolExecutor(100) as pool:
+        hung = [pool.submit(a.fetch, ["fault-hang@bench.test"])
+                for _ in range(100)]
+        time.sleep(1)  # all of A's requests wait on SpyCloud
+        during = b_during(b, repeat, 1400)
+        if any(h.done() for h in hung):
+            raise RuntimeError("A's requests ended before B's were timed")
+        for each in hung:
+            each.result()
+    return alone, during
+
+
 def dashboard(stack: Stack, repeat: int) -> tuple[Row, Row]:
     """Five tiles of `last_30_days` opened at once, for a customer whose
     aggregate is not cached (cold: a new key each run), then again."""
@@ -280,6 +347,24 @@ def memory(bench: Bench) -> tuple[float, float]:
     if body["data"]["sightings"]["count"] != 20 * ORIGINAL_LIMIT:
         raise RuntimeError("the memory scenario did not answer in full")
     return before, bench.memory_mb() - before
+
+
+def hundred_by_thousand(stack: Stack) -> tuple[float, float, float, int]:
+    """Return the worker's memory before, its peak growth while 100 emails
+    of 1,000 records each are answered with CTR_ENTITIES_LIMIT=1000, its
+    growth once answered, and the sightings of the answer."""
+    bench = Bench(stack)
+    bench.token = stack.token(CTR_ENTITIES_LIMIT=1000)
+    values = [f"n1000.b10.s{i}@bench.test" for i in range(2001, 2101)]
+    for email in values:  # the emulator builds its records ahead
+        bench.session.get(stack.emulator.url
+                          + f"breach/data/emails/{email}", timeout=60,
+                          headers={"X-API-Key": stack.api_key})
+    before = bench.memory_mb("VmRSS")
+    bench.reset_peak()
+    count = bench.observe(values)["data"]["sightings"]["count"]
+    return (before, bench.memory_mb() - before,
+            bench.memory_mb("VmRSS") - before, count)
 
 
 def bare(bench: Bench, concurrent: int, repeat: int) -> float:
@@ -371,6 +456,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                                 ("big", 4), ("hundred", math.ceil(100 / CAP) + 1))
         ]
         alone, loaded = two_customers(bench, other, args.repeat)
+        slow = slow_clients(other, args.repeat)
+        hung = hanging(bench, other, args.repeat)
+        big = hundred_by_thousand(stack)
         rows.extend(dashboard(stack, args.repeat))
         figures = load(bench, args.load_requests, args.load_clients)
         single = bare(bench, 1, args.repeat)
@@ -386,8 +474,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     report(rows, args.latency_ms / 1000)
     print(f"two customers: B's one email alone {alone:.3f} s, while A's"
           f" 100-email request runs {loaded:.3f} s, ratio {loaded / alone:.2f}")
+    print(f"customer B during 200 slow clients: alone {slow[0]:.3f} s,"
+          f" during {slow[1]:.3f} s, ratio {slow[1] / slow[0]:.2f}")
+    print(f"customer B during A's 100 hanging requests: alone {hung[0]:.3f}"
+          f" s, during {hung[1]:.3f} s, ratio {hung[1] / hung[0]:.2f}")
     print(f"memory: 20 emails x 9,000 records: worker {grown[0]:.0f} MB"
           f" before, peak growth {grown[1]:.0f} MB")
+    print(f"memory: 100 emails x 1,000 records, CTR_ENTITIES_LIMIT=1000"
+          f" ({big[3]:,} sightings answered): worker {big[0]:.0f} MB before,"
+          f" peak growth {big[1]:.0f} MB, {big[2]:.0f} MB kept after")
     print(f"load: {figures['requests']} requests from {figures['clients']}"
           f" clients: {figures['throughput']:.0f} req/s,"
           f" p50 {figures['p50'] * 1000:.0f} ms,"

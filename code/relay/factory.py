@@ -79,9 +79,10 @@ def create_app(
                              settings.redis_retry_interval)
         catalogs = shared.SharedCatalogCache(
             store, catalogs, settings.catalog_cache_ttl, MISSING_TTL)
+        # A slot is held at most for its request's budget (a trickled body
+        # is read until then), so its lease outlives that.
         limits = shared.SharedKeyLimits(
-            store, limits, settings.connect_timeout + settings.read_timeout
-            + LEASE_MARGIN)
+            store, limits, settings.request_budget + LEASE_MARGIN)
         flight = shared.SharedFlight(store, settings.tiles_cache_ttl,
                                      settings.request_budget)
     spycloud = SpyCloud(Transport(settings, limits), settings.max_pages)

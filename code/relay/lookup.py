@@ -268,7 +268,8 @@ class _Observe:
                 return False
             self.pending.pop(ended)(ended.value)
             self._fill()
-            gevent.sleep(0)  # mapping is CPU work: let other requests run
+            if self.done.qsize():  # mapping is CPU work: let others run
+                gevent.sleep(0)
         return True
 
     def _records_done(self, index: int, key: Hashable,

@@ -102,10 +102,13 @@ class KeyLimits:
         if entry[0].acquire(blocking=False):
             return True
         metrics.KEY_WAITS.inc()
-        if entry[0].acquire(timeout=timeout):
-            return True
-        self._leave(digest)
-        return False
+        taken = False
+        try:
+            taken = entry[0].acquire(timeout=timeout)
+            return taken
+        finally:  # timed out, or the waiting call was stopped
+            if not taken:
+                self._leave(digest)
 
     def release(self, digest: str) -> None:
         """Give back a slot taken by `acquire`."""

@@ -9,25 +9,50 @@ No field ever holds an API key, a token, an observable or a password.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import logging
+import re
 from typing import Any
 
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+# What a caller sends (a path, a header) may reach a message or a field:
+# each is cut to this many characters, and the text format escapes control
+# characters, so a caller can neither forge a line nor flood the log.
+MAX_TEXT = 512
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def clip(text: str) -> str:
+    """Cut *text* to `MAX_TEXT` characters."""
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "…"
+
+
+def escape(text: str) -> str:
+    """Cut *text* and write its control characters as escapes (`\\n`)."""
+    return CONTROL.sub(
+        lambda m: m.group().encode("unicode_escape").decode("ascii"),
+        clip(text))
+
+
 class TextFormatter(logging.Formatter):
-    """`time LEVEL logger: message name=value ...`."""
+    """`time LEVEL logger: message name=value ...`, one line per event
+    (a traceback, the relay's own, follows on lines of its own)."""
 
     def __init__(self) -> None:
         super().__init__(TEXT)
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        shown = copy.copy(record)
+        shown.msg, shown.args = escape(record.getMessage()), None
+        line = super().format(shown)
         fields = getattr(record, "fields", None)
         if fields:
-            line += " " + " ".join(f"{k}={v}" for k, v in fields.items())
+            line += " " + " ".join(f"{k}={escape(str(v))}"
+                                   for k, v in fields.items())
         return line
 
 
@@ -41,9 +66,10 @@ class JsonFormatter(logging.Formatter):
                     timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": clip(record.getMessage()),
         }
-        doc.update(getattr(record, "fields", None) or {})
+        doc.update({k: clip(v) if isinstance(v, str) else v
+                    for k, v in (getattr(record, "fields", None) or {}).items()})
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
         return json.dumps(doc, default=str)

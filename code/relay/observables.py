@@ -148,8 +148,10 @@ def email(value: str) -> str | None:
 
 def username(value: str) -> str | None:
     """Return the username, or None if it is empty, too long, holds a `/`
-    or anything unprintable."""
-    if not value.strip() or len(value) > MAX_USERNAME_LENGTH or "/" in value:
+    or anything unprintable, or is made only of dots (a `.` or `..` path
+    segment would be normalised away, changing the SpyCloud path)."""
+    if not value.strip() or len(value) > MAX_USERNAME_LENGTH or "/" in value \
+            or not value.strip("."):
         return None
     return value if value.isprintable() else None
 

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from devtools.tokenkit import JwksServer, TokenKit
+from relay import observables
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean_log")]
 
@@ -117,3 +118,32 @@ def test_body_too_large_and_garbage(stack) -> None:
                             headers={"Content-Type": "application/json"})
     assert garbage.status_code == 200
     assert garbage.json()["errors"][0]["code"] == "invalid argument"
+
+
+def test_a_caller_cannot_forge_or_flood_a_log_line(stack) -> None:
+    start = stack.log_path.stat().st_size
+    forged = ("/%0a2026-01-01%2000:00:00,000%20INFO%20relay:%20POST"
+              "%20/health%20200%20FORGED%0d%1b[31m")
+    assert requests.post(stack.url + forged, timeout=10).status_code == 404
+    assert requests.post(stack.url + "/" + "x" * 8000,
+                         timeout=10).status_code == 404
+    lines = stack.log_path.read_text()[start:].splitlines()
+    assert not any(line.startswith("2026-01-01") for line in lines)
+    (line,) = [line for line in lines if "FORGED" in line]
+    assert "POST /\\n2026-01-01 00:00:00,000 INFO relay:" in line
+    assert "FORGED\\r\\x1b[31m 404" in line
+    assert max(len(line) for line in lines) < 1200
+
+
+@pytest.mark.parametrize(("kind", "value"), [
+    ("user", "."), ("user", ".."), ("user", "..."), ("email", ".."),
+    ("ip", ".."), ("ipv6", "."),
+])
+def test_a_value_of_dots_cannot_change_the_path(stack, kind, value) -> None:
+    before = stack.emulator.calls["total"]
+    body = call(stack, stack.token(), [{"type": kind, "value": value}])
+    assert stack.emulator.calls["total"] == before
+    assert body == {"errors": [{
+        "type": "warning", "code": "invalid argument",
+        "message": f"{value!r} is not a valid"
+        f" {observables.NAMES[kind]}; it was not looked up."}]}

@@ -50,3 +50,22 @@ def test_one_configuration_for_the_relay_gunicorn_and_libraries() -> None:
     assert config["loggers"]["gunicorn.error"]["handlers"] == ["console"]
     assert logs.config("INFO", "text")["formatters"]["relay"]["()"] \
         is logs.TextFormatter
+
+
+def test_text_escapes_what_a_caller_sent_and_cuts_it() -> None:
+    made = logging.LogRecord(
+        "relay", logging.INFO, __file__, 1, "%s %s %s",
+        ("POST", "/\n2026-01-01 00:00:00,000 INFO relay: POST /health 200"
+         " FORGED\r\x1b[31m", 200), None)
+    made.fields = {"request_id": "a\nb", "path": "/" + "x" * 8000}
+    line = logs.TextFormatter().format(made)
+    assert "\n" not in line and "\r" not in line and "\x1b" not in line
+    assert "POST /\\n2026-01-01" in line and "FORGED\\r\\x1b[31m 200" in line
+    assert "request_id=a\\nb" in line
+    assert len(line) < 1200  # the 8,001-character path is cut
+    assert line.endswith("path=/" + "x" * (logs.MAX_TEXT - 1) + "…")
+
+
+def test_json_cuts_long_fields() -> None:
+    doc = json.loads(logs.JsonFormatter().format(record(path="/" + "x" * 9000)))
+    assert len(doc["path"]) == logs.MAX_TEXT + 1

@@ -20,7 +20,7 @@ from . import metrics, tiles
 from .budget import Budget
 from .errors import RelayError, warning
 from .lookup import Lookup
-from .shared import SharedFlight
+from .shared import Seal, SharedFlight
 from .transport import key_digest, out_of_time
 
 
@@ -33,9 +33,12 @@ class SingleFlight:
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, compute: Callable[[], Any],
-            timeout: float) -> Any:
+            timeout: float, keep: Callable[[Any], bool] = lambda _: True,
+            ) -> Any:
         """Return the cached value of *key*, computing it (once) if needed;
-        a caller that finds it being computed waits at most *timeout*."""
+        a caller that finds it being computed waits at most *timeout*. A
+        value *keep* refuses (it met a failure) serves the callers already
+        waiting for it, and is not cached."""
         with self._lock:
             if key in self._cache:
                 metrics.cache("tiles", 1, 0)
@@ -54,8 +57,9 @@ class SingleFlight:
             raise
         else:
             flight.set_result(value)
-            with self._lock:
-                self._cache[key] = value
+            if keep(value):
+                with self._lock:
+                    self._cache[key] = value
             return value
         finally:
             with self._lock:
@@ -89,11 +93,13 @@ class Dashboard:
                 return self._aggregate(key, period, budget)
             if self.shared is None:
                 return aggregate()
-            return self.shared.get(name, aggregate, budget.remaining())
+            return self.shared.get(name, aggregate, budget.remaining(),
+                                   Seal(key), complete)
 
         try:
             found = self.aggregates.get(name, compute,
-                                        timeout=budget.remaining())
+                                        timeout=budget.remaining(),
+                                        keep=complete)
         except TimeoutError:
             raise out_of_time(budget) from None
         return found["tiles"][tile_id], [
@@ -127,4 +133,11 @@ class Dashboard:
         titles = {i: c.title for i, c in found.items()}
         return {"tiles": {tile_id: tiles.tile_data(tile_id, exposure, titles)
                           for tile_id in tiles.TILES},
-                "warnings": [note.json() for note in notes]}
+                "warnings": [note.json() for note in notes],
+                # A SpyCloud failure is not a fact worth remembering.
+                "complete": not errors}
+
+
+def complete(aggregate: dict[str, Any]) -> bool:
+    """Say whether an aggregate met no SpyCloud failure (it may be cached)."""
+    return bool(aggregate.get("complete"))

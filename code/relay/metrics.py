@@ -34,6 +34,9 @@ JWKS_FETCHES = Counter(
 REDIS_FALLBACKS = Counter(
     "relay_redis_fallbacks", "Operations served by the in-process cache or"
     " cap because Redis did not answer")
+REDIS_BAD_VALUES = Counter(
+    "relay_redis_bad_values", "Values read from Redis that did not decode"
+    " or fit (treated as misses), by kind (catalog, tiles)", ["kind"])
 KEY_WAITS = Counter(
     "relay_key_limit_waits", "SpyCloud calls that waited for a slot of"
     " their key's concurrency cap")

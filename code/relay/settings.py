@@ -269,8 +269,9 @@ class Settings:
         "where refer's Search and Browse links point")
     tiles_cache_ttl: float = var(
         "TILES_CACHE_TTL", 900.0, seconds,
-        "seconds one period's tile figures are kept per API key (counts"
-        " only, never records)")
+        "seconds one period's tile figures are kept per API key (counts and"
+        " the top identities, never records; sealed in Redis); figures that"
+        " met a SpyCloud failure are not kept")
     tiles_max_pages: int = var(
         "TILES_MAX_PAGES", 20, count,
         "watchlist pages (1,000 records each) read for one period's tiles;"

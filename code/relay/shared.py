@@ -2,10 +2,16 @@
 the catalog cache, the per-key cap and the tiles' aggregates.
 
 Everything written is keyed by the API key's digest, never the key, and
-no record (records hold passwords) is ever written. Redis down or slow is
-not an outage: each operation has a short timeout, and on a failure the
-relay uses its in-process cache and cap for `REDIS_RETRY_INTERVAL`
-seconds, says so once per interval, counts it, then tries Redis again.
+no record (records hold passwords) is ever written. Breach catalogs are
+written as they are (they name breaches, not people); the tiles' figures,
+which name the most exposed employees, are sealed with AES-GCM under a key
+derived from the customer's API key, so only a request holding that key
+can read them. Every key carries the values' format version (`PREFIX`):
+a value that does not decode or fit is a miss, counted and logged once,
+never an error. Redis down or slow is not an outage: each operation has a
+short timeout, and on a failure the relay uses its in-process cache and
+cap for `REDIS_RETRY_INTERVAL` seconds, says so once per interval, counts
+it, then tries Redis again.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -21,6 +28,10 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import redis
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -31,8 +42,13 @@ from .transport import KeyLimits
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-PREFIX = "relay:"
+# The format version of every value: a release that changes what a value
+# holds changes it, so replicas of two releases never read each other's.
+PREFIX = "relay:v2:"
 POLL = 0.005  # seconds between tries for a slot or a flight's result
+# An aggregate that met a SpyCloud failure serves the replicas waiting for
+# it (they poll every 20 ms), then is dropped after this many seconds.
+FAILED_TTL = 1
 
 # Take a slot of a key's cap: drop expired leases (a crashed holder's),
 # then add ours if fewer than the cap are held. KEYS[1] the key's slots;
@@ -47,6 +63,32 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
   return 1
 end
 return 0
+"""
+
+# A flight's value, or its lock: one atomic step, so two replicas cannot
+# both miss the value and both take the lock. KEYS: value, lock; ARGV:
+# the caller's token, the lock's life in ms. {1, value} | {2} (the caller
+# holds the lock) | {0} (another holds it).
+READ_OR_LOCK = """
+local value = redis.call('GET', KEYS[1])
+if value then return {1, value} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {2}
+end
+return {0}
+"""
+
+# Publish a flight's value (unless ARGV[2] is empty) and release its lock,
+# only if the caller still owns it. KEYS: value, lock; ARGV: token, value,
+# its life in seconds.
+PUBLISH = """
+if ARGV[2] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
+end
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+end
+return 1
 """
 
 
@@ -65,6 +107,9 @@ class Redis:
         self._down_until = 0.0
         self._lock = threading.Lock()
         self.acquire_script = self.client.register_script(ACQUIRE)
+        self.read_or_lock_script = self.client.register_script(READ_OR_LOCK)
+        self.publish_script = self.client.register_script(PUBLISH)
+        self._said_bad: set[str] = set()
 
     def run(self, operation: Callable[[redis.Redis], T],
             fallback: Callable[[], T]) -> T:
@@ -78,6 +123,17 @@ class Redis:
             self._down(error)
             metrics.REDIS_FALLBACKS.inc()
             return fallback()
+
+    def bad_value(self, kind: str, error: Exception) -> None:
+        """Count a value that does not decode or fit (a miss); log it
+        once per kind."""
+        metrics.REDIS_BAD_VALUES.labels(kind).inc()
+        with self._lock:
+            if kind in self._said_bad:
+                return
+            self._said_bad.add(kind)
+        log.warning("a %s value in Redis cannot be read; treated as a miss",
+                    kind, extra={"fields": {"error": type(error).__name__}})
 
     def up(self) -> bool:
         """Say whether Redis is in use (not inside a fallback interval)."""
@@ -128,14 +184,24 @@ class SharedCatalogCache:
             values = client.mget([_key("catalog", owner, i) for i in ids]
                                  + [_key("missing", owner, i) for i in ids])
             for n, catalog_id in enumerate(ids):
-                if values[n] is not None:
-                    found[catalog_id] = _catalog(values[n])
+                catalog = self._catalog(values[n])
+                if catalog is not None:
+                    found[catalog_id] = catalog
                 elif values[len(ids) + n] is not None:
                     missing.append(catalog_id)
                 else:
                     todo.append(catalog_id)
         metrics.cache("catalog", len(found) + len(missing), len(todo))
         return found, missing, todo
+
+    def _catalog(self, raw: bytes | None) -> Catalog | None:
+        if raw is None:
+            return None
+        try:
+            return _catalog(raw)
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            self.redis.bad_value("catalog", error)
+            return None
 
     def _store(self, client: redis.Redis, owner: str,
                found: list[Catalog], missing: list[int]) -> None:
@@ -215,52 +281,90 @@ class SharedKeyLimits:
 
 
 class SharedFlight:
-    """Tile aggregates on Redis, computed once across replicas: the first
-    to take a short lock computes; the others wait for its result."""
+    """Tile aggregates on Redis, computed once across replicas: the caller
+    that takes the flight's lock computes, the others wait (by their
+    budget) for its value. The lock holds its owner's token and is
+    released by that owner only, on failure too, so the next caller
+    computes at once. Values are sealed with the customer's key."""
 
     def __init__(self, shared: Redis, ttl: float, lock_ttl: float) -> None:
         self.redis = shared
         self.ttl = max(1, int(ttl))
         self.lock_ms = int(lock_ttl * 1000)
 
-    def get(self, key: str, compute: Callable[[], dict],
-            timeout: float) -> dict:
+    def get(self, key: str, compute: Callable[[], dict], timeout: float,
+            seal: Seal, keep: Callable[[dict], bool] = lambda _: True,
+            ) -> dict:
         """Return the shared value of *key*, computing it at most once
-        across replicas while Redis answers (else here, unshared)."""
+        across replicas while Redis answers (else here, unshared). A value
+        *keep* refuses (it met a failure) is shared for seconds only."""
         value_key, lock_key = _key("tiles", key), _key("tiles-lock", key)
+        token = uuid.uuid4().hex
         deadline = time.monotonic() + timeout
         while True:
             state = self.redis.run(
-                lambda r: self._read_or_lock(r, value_key, lock_key),
-                lambda: ("compute", None))
-            kind, value = state
+                lambda r: self.redis.read_or_lock_script(
+                    keys=[value_key, lock_key], args=[token, self.lock_ms],
+                    client=r),
+                lambda: [2])
             # Look-ups are counted once, by the process's own flight.
-            if kind == "value":
-                return value
-            if kind == "compute":
-                value = compute()
-                self.redis.run(lambda r, v=value: self._publish(
-                    r, value_key, lock_key, v), lambda: None)
-                return value
+            if state[0] == 1:
+                value = self._open(seal, value_key, state[1])
+                if value is not None:
+                    return value
+            if state[0] != 0:  # the lock is ours, or the value unusable
+                return self._compute(value_key, lock_key, token, compute,
+                                     seal, keep)
             if time.monotonic() >= deadline:
                 raise TimeoutError
             time.sleep(POLL * 4)
 
-    def _read_or_lock(self, client: redis.Redis, value_key: str,
-                      lock_key: str) -> tuple[str, Any]:
-        raw = client.get(value_key)
-        if raw is not None:
-            return "value", json.loads(raw)
-        if client.set(lock_key, b"1", nx=True, px=self.lock_ms):
-            return "compute", None
-        return "wait", None
+    def _compute(self, value_key: str, lock_key: str, token: str,
+                 compute: Callable[[], dict], seal: Seal,
+                 keep: Callable[[dict], bool]) -> dict:
+        sealed, life = b"", 0
+        try:
+            value = compute()
+            sealed = seal.close(value_key, value)
+            life = self.ttl if keep(value) else FAILED_TTL
+            return value
+        finally:  # published, or the lock released for the next caller
+            self.redis.run(lambda r: self.redis.publish_script(
+                keys=[value_key, lock_key], args=[token, sealed, life],
+                client=r), lambda: None)
 
-    def _publish(self, client: redis.Redis, value_key: str, lock_key: str,
-                 value: dict) -> None:
-        with client.pipeline(transaction=False) as pipe:
-            pipe.set(value_key, json.dumps(value), ex=self.ttl)
-            pipe.delete(lock_key)
-            pipe.execute()
+    def _open(self, seal: Seal, value_key: str, raw: bytes) -> dict | None:
+        try:
+            value = seal.open(value_key, raw)
+            if not isinstance(value, dict):
+                raise TypeError("not an object")
+            return value
+        except (ValueError, TypeError, InvalidTag) as error:
+            self.redis.bad_value("tiles", error)
+            return None
+
+
+class Seal:
+    """AES-GCM under a key derived from one customer's API key: what it
+    closes only a holder of that API key can open. The Redis key is the
+    associated data, so a value cannot be moved to another key."""
+
+    NONCE = 12
+
+    def __init__(self, api_key: str) -> None:
+        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                       info=b"spycloud-relay tiles v2").derive(
+                           api_key.encode("utf-8"))
+        self._aead = AESGCM(derived)
+
+    def close(self, name: str, value: Any) -> bytes:
+        nonce = os.urandom(self.NONCE)
+        return nonce + self._aead.encrypt(
+            nonce, json.dumps(value).encode(), name.encode())
+
+    def open(self, name: str, sealed: bytes) -> Any:
+        return json.loads(self._aead.decrypt(
+            sealed[:self.NONCE], sealed[self.NONCE:], name.encode()))
 
 
 def _key(kind: str, *parts: object) -> str:

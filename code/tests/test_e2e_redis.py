@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -78,6 +79,37 @@ def test_five_tiles_read_the_watchlist_once_across_replicas(replicas) -> None:
             {"tile_id": job[1], "period": "last_7_days"}), jobs))
     assert all("data" in answer for answer in answers)
     assert calls(relays[0], "breach/data/watchlist") - before == 1
+
+
+def test_redis_holds_no_identity_and_no_secret(replicas) -> None:
+    import redis
+
+    from devtools import emulator
+
+    relays, server, _ = replicas
+    asked = {"email": "jane.doe@demo.test", "user": "jdoe",
+             "ip": "203.0.113.7"}
+    for n, (kind, value) in enumerate(asked.items()):
+        post(relays[n], "/observe/observables",
+             [{"type": kind, "value": value}])
+    for tile_id in tiles.TILES:
+        assert "data" in post(relays[0], "/tiles/tile-data",
+                              {"tile_id": tile_id, "period": "last_90_days"})
+    client = redis.Redis.from_url(server.url)
+    stored = b" ".join(
+        key + b" " + (client.get(key) or b"") if client.type(key) == b"string"
+        else key + b" " + b" ".join(client.zrange(key, 0, -1))
+        for key in client.scan_iter())
+    assert b"relay:v2:tiles:" in stored  # the figures are there, sealed
+    secrets = {KEY, *asked.values()}
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    for record in (*emulator.watchlist(today),
+                   *emulator.find("emails", asked["email"])):
+        secrets.update(str(record[f]) for f in ("email", "username",
+                                                "password", "ip_addresses")
+                       if record.get(f))
+    found = sorted(s for s in secrets if s.encode() in stored)
+    assert found == []
 
 
 def test_the_per_key_cap_holds_across_replicas(replicas) -> None:

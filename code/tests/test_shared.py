@@ -78,24 +78,114 @@ def test_never_more_than_the_cap_at_once(store) -> None:
     assert seen["peak"] == 3
 
 
-def test_a_flight_is_computed_once_across_replicas(store) -> None:
+SEAL = shared.Seal("customer-api-key")
+VALUE = {"tiles": {"x": 1}, "warnings": [], "complete": True}
+
+
+def five_tiles_at_once(flights: list, name: str) -> tuple[list, int]:
+    """Ask *name* five times at once on three replicas; return the answers
+    and how many times the value was computed."""
     computed = []
 
     def compute() -> dict:
         computed.append(1)
-        time.sleep(0.1)
-        return {"tiles": {"x": 1}, "warnings": []}
+        time.sleep(0.02)
+        return VALUE
 
-    flights = [shared.SharedFlight(store, 60, 5) for _ in range(4)]
     results = []
-    threads = [threading.Thread(target=lambda f=f: results.append(
-        f.get("owner:last_7_days", compute, 5))) for f in flights]
+    threads = [threading.Thread(target=lambda f=flights[n % 3]: results
+                                .append(f.get(name, compute, 5, SEAL)))
+               for n in range(5)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert results == [{"tiles": {"x": 1}, "warnings": []}] * 4
-    assert computed == [1]
+    return results, len(computed)
+
+
+def test_a_flight_is_computed_once_across_replicas(store) -> None:
+    flights = [shared.SharedFlight(store, 60, 5) for _ in range(3)]
+    for round_ in range(20):
+        assert five_tiles_at_once(flights, f"owner:{round_}") == (
+            [VALUE] * 5, 1), f"round {round_}"
+
+
+def test_a_failed_leader_leaves_the_next_caller_computing_at_once(
+        store) -> None:
+    leader, follower = (shared.SharedFlight(store, 60, 30) for _ in range(2))
+
+    def fail() -> dict:
+        raise RuntimeError("SpyCloud failed")
+
+    with pytest.raises(RuntimeError):
+        leader.get("owner:day", fail, 5, SEAL)
+    started = time.monotonic()
+    assert follower.get("owner:day", lambda: VALUE, 5, SEAL) == VALUE
+    assert time.monotonic() - started < 1
+
+
+def test_a_value_that_met_a_failure_is_kept_seconds_only(store) -> None:
+    flight = shared.SharedFlight(store, 900, 5)
+    failed = {**VALUE, "complete": False}
+    assert flight.get("owner:day", lambda: failed, 5, SEAL,
+                      keep=lambda v: v["complete"]) == failed
+    ttl = store.client.ttl(shared.PREFIX + "tiles:owner:day")
+    assert 0 < ttl <= shared.FAILED_TTL
+    assert flight.get("owner:week", lambda: VALUE, 5, SEAL,
+                      keep=lambda v: v["complete"]) == VALUE
+    assert store.client.ttl(shared.PREFIX + "tiles:owner:week") > 800
+
+
+def test_a_slow_leaders_publish_keeps_the_next_leaders_lock(store) -> None:
+    slow, next_ = (shared.SharedFlight(store, 60, 0.1) for _ in range(2))
+    lock = shared.PREFIX + "tiles-lock:owner:day"
+    inside = []
+
+    def slow_compute() -> dict:
+        time.sleep(0.2)  # the lock (0.1 s) expires; another leader takes it
+        inside.append(store.client.set(lock, b"the-next-leader", nx=True))
+        return VALUE
+
+    assert slow.get("owner:day", slow_compute, 5, SEAL) == VALUE
+    assert inside == [True]
+    assert store.client.get(lock) == b"the-next-leader"
+
+
+def test_only_the_customer_can_read_the_figures(store) -> None:
+    flight = shared.SharedFlight(store, 60, 5)
+    secret = {"tiles": {"most": [{"email": "jane.doe@corp.example"}]},
+              "warnings": [], "complete": True}
+    flight.get("owner:day", lambda: secret, 5, SEAL)
+    raw = store.client.get(shared.PREFIX + "tiles:owner:day")
+    assert b"jane.doe" not in raw and b"tiles" not in raw
+    # Another key cannot open it: a miss, computed afresh.
+    other = shared.Seal("another-api-key")
+    assert flight.get("owner:day", lambda: VALUE, 5, other) == VALUE
+
+
+@pytest.mark.parametrize("raw", [
+    b"garbage", b'{"id": 11}', b"\x00\xff" * 40, b"[]"])
+def test_an_unreadable_value_is_a_miss(store, caplog, raw) -> None:
+    catalogs = shared.SharedCatalogCache(store, CatalogCache(60, 10), 60, 60)
+    flight = shared.SharedFlight(store, 60, 5)
+    store.client.set(shared.PREFIX + "catalog:owner:11", raw)
+    store.client.set(shared.PREFIX + "tiles:owner:day", raw)
+    with caplog.at_level(logging.WARNING, logger="relay.shared"):
+        assert catalogs.lookup("owner", [11]) == ({}, [], [11])
+        assert catalogs.lookup("owner", [11]) == ({}, [], [11])
+        assert flight.get("owner:day", lambda: VALUE, 5, SEAL) == VALUE
+    said = [r.getMessage() for r in caplog.records
+            if "cannot be read" in r.getMessage()]
+    assert said == ["a catalog value in Redis cannot be read; treated as a"
+                    " miss", "a tiles value in Redis cannot be read; treated"
+                    " as a miss"]
+
+
+def test_values_of_an_older_release_are_not_read(store) -> None:
+    store.client.set("relay:catalog:owner:11", b'{"id": 11}')
+    catalogs = shared.SharedCatalogCache(store, CatalogCache(60, 10), 60, 60)
+    assert catalogs.lookup("owner", [11]) == ({}, [], [11])
+    assert shared.PREFIX != "relay:"
 
 
 def test_redis_down_falls_back_and_warns_once(caplog) -> None:
@@ -113,7 +203,7 @@ def test_redis_down_falls_back_and_warns_once(caplog) -> None:
         limits.release("k")
         assert limits.acquire("k", 0)
         flight = shared.SharedFlight(down, 60, 5)
-        assert flight.get("x", lambda: {"v": 1}, 1) == {"v": 1}
+        assert flight.get("x", lambda: {"v": 1}, 1, SEAL) == {"v": 1}
     warned = [r for r in caplog.records
               if r.getMessage().startswith("Redis unavailable")]
     assert len(warned) == 1

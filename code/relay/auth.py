@@ -257,11 +257,12 @@ def parse_options(
     claims: Mapping[str, Any], max_entities_limit: int = 1000
 ) -> tuple[Options, tuple[RelayError, ...]]:
     """Read the module options from verified claims. A value that cannot be
-    used gives the default and a warning naming the field (but
-    `CTR_ENTITIES_LIMIT` falls back silently, as the original relay did)."""
+    used gives the default and a warning naming the field and the default
+    as an XDR user would write it."""
     warnings: list[RelayError] = []
 
-    def option(name: str, read: Callable[[Any], Any], default: Any) -> Any:
+    def option(name: str, read: Callable[[Any], Any], default: Any,
+               shown_default: str) -> Any:
         raw = claims.get(name)
         if raw is None or (isinstance(raw, str) and not raw.strip()):
             return default
@@ -271,17 +272,21 @@ def parse_options(
             warnings.append(warning(
                 "invalid argument",
                 f"The module option {name} has an unusable value {shown!r};"
-                f" its default ({default}) was used.",
+                f" its default ({shown_default}) was used.",
             ))
             return default
         return value
 
     options = Options(
-        entities_limit=min(entities_limit(claims.get("CTR_ENTITIES_LIMIT")),
+        entities_limit=min(option("CTR_ENTITIES_LIMIT", _positive,
+                                  DEFAULT_ENTITIES_LIMIT,
+                                  str(DEFAULT_ENTITIES_LIMIT)),
                            max_entities_limit),
-        min_severity=option("MIN_SEVERITY", _severity, SEVERITIES[0]),
-        lookback_days=option("LOOKBACK_DAYS", _days, None),
-        mask_passwords=option("MASK_PASSWORDS", _boolean, False),
+        min_severity=option("MIN_SEVERITY", _severity, SEVERITIES[0],
+                            str(SEVERITIES[0])),
+        lookback_days=option("LOOKBACK_DAYS", _days, None,
+                             "no limit: records of any age"),
+        mask_passwords=option("MASK_PASSWORDS", _boolean, False, "false"),
     )
     return options, tuple(warnings)
 
@@ -314,16 +319,10 @@ def _boolean(raw: Any) -> bool | None:
     return True if text in TRUE else False if text in FALSE else None
 
 
-def entities_limit(claim: Any) -> int:
-    """Read `CTR_ENTITIES_LIMIT`: a positive integer or integer string;
-    anything else gives the default, silently, as the original relay did."""
-    if isinstance(claim, bool):
-        return DEFAULT_ENTITIES_LIMIT
-    if isinstance(claim, str) and claim.strip().isdecimal():
-        claim = int(claim.strip())
-    if isinstance(claim, int) and claim > 0:
-        return claim
-    return DEFAULT_ENTITIES_LIMIT
+def _positive(raw: Any) -> int | None:
+    """Read `CTR_ENTITIES_LIMIT`: a positive integer or integer string."""
+    value = _integer(raw)
+    return value if value is not None and value > 0 else None
 
 
 def _bearer(authorization: str | None) -> str:

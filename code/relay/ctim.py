@@ -88,7 +88,7 @@ def data_table(record: Record, mask: bool = False) -> dict[str, Any]:
     shown = [(k, v) for k, v in record.fields if k not in HIDDEN_FIELDS]
     row = [v if type(v) is str else _cell(v) for _, v in shown]
     if mask:
-        row = [masked(v) if _secret(k) else v
+        row = [masked(v, k) if _secret(k) else v
                for (k, _), v in zip(shown, row)]
     return {
         "columns": _columns(tuple(k for k, _ in shown)),
@@ -96,12 +96,18 @@ def data_table(record: Record, mask: bool = False) -> dict[str, Any]:
     }
 
 
-def masked(value: str) -> str:
-    """Hide a secret but its length: up to 4 characters all `*`, longer
-    ones keep their first and last character."""
-    if len(value) <= 4:
-        return "*" * len(value)
-    return value[0] + "*" * (len(value) - 2) + value[-1]
+MASK = "********"  # a secret's mask: the same width whatever its length
+CARD_NUMBER = "cc_number"
+
+
+def masked(value: str, field: str = "password") -> str:
+    """Hide a secret, its length too; a card number keeps its last four
+    digits (as a receipt shows it)."""
+    if field == CARD_NUMBER:
+        digits = [c for c in value if c.isdigit()]
+        if len(digits) > 8:
+            return "****" + "".join(digits[-4:])
+    return MASK
 
 
 def cut(text: str, limit: int) -> str:

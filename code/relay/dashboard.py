@@ -102,9 +102,11 @@ class Dashboard:
                                         keep=complete)
         except TimeoutError:
             raise out_of_time(budget) from None
+        concern = found["warnings"] + (found["breach_warnings"]
+                                       if tile_id == tiles.TOP_BREACHES else [])
         return found["tiles"][tile_id], [
             RelayError(w["message"], code=w["code"], type_=w["type"])
-            for w in found["warnings"]]
+            for w in concern]
 
     def _aggregate(self, key: str, period: str,
                    budget: Budget) -> dict[str, Any]:
@@ -124,16 +126,18 @@ class Dashboard:
                 "invalid result",
                 f"SpyCloud returned {rejected} unusable watchlist record(s);"
                 " they are left out."))
+        # The catalogs name the top breaches: what went wrong reading them
+        # concerns that tile only.
         found, missing, errors = self.lookup.catalogs(
             key, exposure.top_breaches(), budget)
-        notes.extend(errors)
-        notes.extend(
+        about_breaches = [*errors, *(
             warning("not found", f"SpyCloud did not return results for {i}")
-            for i in missing)
+            for i in missing)]
         titles = {i: c.title for i, c in found.items()}
         return {"tiles": {tile_id: tiles.tile_data(tile_id, exposure, titles)
                           for tile_id in tiles.TILES},
                 "warnings": [note.json() for note in notes],
+                "breach_warnings": [note.json() for note in about_breaches],
                 # A SpyCloud failure is not a fact worth remembering.
                 "complete": not errors}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import quote
 
+from .observables import NAMES
 from .records import Catalog
 
 MAX_BROWSE = 5
@@ -21,9 +22,9 @@ def search(portal: str, kind: str, value: str) -> dict[str, object]:
     """The link to SpyCloud's portal, to look the observable up there."""
     return {
         "id": f"ref-spycloud-search-{kind}-{quote(value, safe='')}",
-        "title": f"Search SpyCloud for this {kind}",
+        "title": f"Search SpyCloud for this {NAMES[kind]}",
         "description": "Open the SpyCloud portal's breach records to look up"
-        f" this {kind}",
+        f" this {NAMES[kind]}",
         "url": portal + SEARCH_PATH,
         "categories": ["Search", "SpyCloud"],
     }
@@ -39,8 +40,8 @@ def browse(portal: str, kind: str,
         links.append({
             "id": f"ref-spycloud-detail-breach-{catalog.uuid}",
             "title": f"Browse breach: {catalog.title}",
-            "description": f"SpyCloud's description of the {catalog.title}"
-            f" breach, in which this {kind} appears",
+            "description": f"SpyCloud's description of {catalog.title},"
+            f" in which this {NAMES[kind]} appears",
             "url": portal + CATALOG_PATH.format(uuid=catalog.uuid),
             "categories": ["Browse", "SpyCloud"],
         })

@@ -36,6 +36,7 @@ CLASS_OF = {2: 0, 5: 1, 20: 2, 25: 3, 26: 4}
 OTHER = 5
 PASSWORDS = ("plaintext", "hashed", "none")
 TOP = 10
+TOP_BREACHES = "spycloud-top-breaches"
 
 TILES = {
     "spycloud-exposure-summary": {
@@ -82,7 +83,8 @@ TILES = {
         " newest exposure.",
     },
 }
-ICONS = ("users", "list", "key", "laptop")
+# Icons XDR draws (names Cisco's own relays use; any other draws nothing).
+ICONS = ("user", "bulleted-list", "critical-stop", "device-type")
 
 
 def definition(tile_id: str) -> dict[str, Any]:
@@ -199,8 +201,9 @@ def _bars(exposure: Exposure, titles: Mapping[int, str]) -> dict:
         days[day][kind] += count
     data = []
     for day in sorted(days):
+        # XDR reads a timestamp key as epoch milliseconds.
         epoch = int(dt.datetime.combine(day, dt.time(),
-                                        dt.timezone.utc).timestamp())
+                                        dt.timezone.utc).timestamp()) * 1000
         data.append({
             "key": epoch, "label": day.isoformat(),
             "value": sum(days[day].values()),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import Any
 
 import pytest
 import requests
@@ -269,14 +268,6 @@ def test_api_key_sent_as_header(client, mocked, auth) -> None:
     assert agent.endswith("/1.0.0")
 
 
-@pytest.mark.parametrize(("claim", "limit"), [
-    (None, 100), (5, 5), ("7", 7), (" 8 ", 8), (0, 100), (-3, 100),
-    ("abc", 100), ("2.5", 100), (2.5, 100), (True, 100), ([], 100),
-])
-def test_entities_limit(claim: Any, limit: int) -> None:
-    assert auth.entities_limit(claim) == limit
-
-
 @pytest.mark.parametrize(("claims", "options", "named"), [
     ({}, auth.Options(), []),
     ({"MIN_SEVERITY": "20", "LOOKBACK_DAYS": 30, "MASK_PASSWORDS": "Yes"},
@@ -298,7 +289,10 @@ def test_entities_limit(claim: Any, limit: int) -> None:
     ({"MASK_PASSWORDS": 2}, auth.Options(), ["MASK_PASSWORDS"]),
     ({"MASK_PASSWORDS": []}, auth.Options(), ["MASK_PASSWORDS"]),
     ({"CTR_ENTITIES_LIMIT": 5000}, auth.Options(entities_limit=1000), []),
-    ({"CTR_ENTITIES_LIMIT": "lots"}, auth.Options(), []),
+    ({"CTR_ENTITIES_LIMIT": 5}, auth.Options(entities_limit=5), []),
+    ({"CTR_ENTITIES_LIMIT": " 8 "}, auth.Options(entities_limit=8), []),
+    *[({"CTR_ENTITIES_LIMIT": bad}, auth.Options(), ["CTR_ENTITIES_LIMIT"])
+      for bad in ("lots", "abc", 0, "0", -3, "2.5", 2.5, True, [])],
 ])
 def test_options(claims: dict, options: auth.Options, named: list) -> None:
     parsed, warnings = auth.parse_options(claims, max_entities_limit=1000)
@@ -308,6 +302,18 @@ def test_options(claims: dict, options: auth.Options, named: list) -> None:
     for warning, name in zip(warnings, named):
         assert warning.message.startswith(f"The module option {name} has an"
                                           f" unusable value {claims[name]!r}")
+
+
+@pytest.mark.parametrize(("claims", "default"), [
+    ({"CTR_ENTITIES_LIMIT": "abc"}, "100"),
+    ({"MIN_SEVERITY": 7}, "2"),
+    ({"LOOKBACK_DAYS": 0}, "no limit: records of any age"),
+    ({"MASK_PASSWORDS": "maybe"}, "false"),
+])
+def test_a_warning_names_the_default_as_a_user_writes_it(
+        claims: dict, default: str) -> None:
+    _, (warned,) = auth.parse_options(claims)
+    assert warned.message.endswith(f"; its default ({default}) was used.")
 
 
 def test_unusable_option_is_a_warning_beside_the_answer(

@@ -288,13 +288,18 @@ def test_time_format() -> None:
     assert re.fullmatch(r"2020-01-02T03:04:05\.000006Z", ctim.time(value))
 
 
-@pytest.mark.parametrize(("value", "shown"), [
-    ("", ""), ("a", "*"), ("abcd", "****"), ("abcde", "a***e"),
-    ("demo-secret-1234", "d**************4"),
+@pytest.mark.parametrize(("value", "field", "shown"), [
+    ("", "password", "********"), ("a", "password", "********"),
+    ("abcd", "password_plaintext", "********"),
+    ("demo-secret-1234-and-a-long-tail", "password", "********"),
+    ("4111 1111 1111 1234", "cc_number", "****1234"),
+    ("4111111111111234", "cc_number", "****1234"),
+    ("1234", "cc_number", "********"), ("123", "cc_code", "********"),
+    ("12/29", "cc_expiration", "********"),
 ])
-def test_masked_keeps_only_length_and_ends(value: str, shown: str) -> None:
-    assert ctim.masked(value) == shown
-    assert len(ctim.masked(value)) == len(value)
+def test_masked_hides_the_length_cards_keep_their_last_four(
+        value: str, field: str, shown: str) -> None:
+    assert ctim.masked(value, field) == shown
 
 
 def test_mask_hides_passwords_and_card_fields_only() -> None:
@@ -302,9 +307,9 @@ def test_mask_hides_passwords_and_card_fields_only() -> None:
                  cc_number=4111111111111111, cc_code="123", salt="pepper")
     cells = dict(zip([c["name"] for c in ctim.data_table(doc, True)["columns"]],
                      ctim.data_table(doc, True)["rows"][0]))
-    assert cells["password"] == cells["password_plaintext"] == "h******2"
-    assert cells["cc_number"] == "4**************1"
-    assert cells["cc_code"] == "***"
+    assert cells["password"] == cells["password_plaintext"] == "********"
+    assert cells["cc_number"] == "****1111"
+    assert cells["cc_code"] == "********"
     assert cells["salt"] == "pepper"
     plain = ctim.data_table(doc)["rows"][0]
     assert "hunter22" in plain and "hunter22" not in str(

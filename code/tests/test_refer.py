@@ -22,12 +22,17 @@ def refer(client, auth, *observables: tuple[str, str]) -> dict:
     return response.json
 
 
+# What a person reads for each type, written out.
+READ_AS = {"email": "email address", "user": "username",
+           "ip": "IPv4 address", "ipv6": "IPv6 address"}
+
+
 def search(kind: str, quoted: str) -> dict:
     return {
         "id": f"ref-spycloud-search-{kind}-{quoted}",
-        "title": f"Search SpyCloud for this {kind}",
+        "title": f"Search SpyCloud for this {READ_AS[kind]}",
         "description": "Open the SpyCloud portal's breach records to look up"
-        f" this {kind}",
+        f" this {READ_AS[kind]}",
         "url": SEARCH_URL,
         "categories": ["Search", "SpyCloud"],
     }
@@ -37,8 +42,8 @@ def browse(n: int, kind: str = "email") -> dict:
     return {
         "id": f"ref-spycloud-detail-breach-uuid-{n}",
         "title": f"Browse breach: Breach {n}",
-        "description": f"SpyCloud's description of the Breach {n} breach, in"
-        f" which this {kind} appears",
+        "description": f"SpyCloud's description of Breach {n}, in which"
+        f" this {READ_AS[kind]} appears",
         "url": f"https://portal.spycloud.com/breach/catalog/uuid-{n}",
         "categories": ["Browse", "SpyCloud"],
     }

@@ -63,7 +63,6 @@ def invalid(message: str) -> dict:
      ' spycloud-exposures-by-severity, spycloud-new-exposures,'
      ' spycloud-top-breaches, spycloud-most-exposed."]}'),
     ("/tiles/tile", [], '{"_schema": ["Invalid input type."]}'),
-    ("/tiles", {"tile_id": "x"}, "/tiles takes no body."),
 ])
 def test_bad_requests_name_the_problem(client, mocked, path, payload,
                                        message) -> None:
@@ -91,6 +90,16 @@ def test_tile_definitions(client, mocked, auth) -> None:
     assert one["data"]["type"] == "markdown"
 
 
+@pytest.mark.parametrize("body", [
+    None, b"{}", b"null", b'{"tile_id": "x", "anything": [1, 2]}', b"[]",
+    b"not json at all"])
+def test_the_tile_list_ignores_its_body(client, mocked, auth, body) -> None:
+    listed = client.post("/tiles", data=body, content_type="application/json",
+                         headers=auth)
+    assert len(listed.json["data"]) == 5
+    assert "errors" not in listed.json
+
+
 def summary(client, auth, period: str = "last_7_days") -> dict:
     return client.post("/tiles/tile-data", headers=auth, json={
         "tile_id": "spycloud-exposure-summary", "period": period}).json
@@ -116,15 +125,17 @@ def test_page_cap_and_missing_catalog_warn(client, mocked, auth) -> None:
                match=[matchers.query_param_matcher(
                    {"since": "2026-03-08", "cursor": "c1"})])
     mocked.get(CATALOG + "7", json=page([]))
+    capped = {"type": "warning", "code": "too many results",
+              "message": "The watchlist holds more records than the relay"
+              " reads (2 pages); the figures cover the newest pages read."}
     body = summary(client, auth)
     assert body["data"]["data"][1]["value"] == 2
-    assert body["errors"] == [
-        {"type": "warning", "code": "too many results",
-         "message": "The watchlist holds more records than the relay reads"
-         " (2 pages); the figures cover the newest pages read."},
-        {"type": "warning", "code": "not found",
-         "message": "SpyCloud did not return results for 7"},
-    ]
+    assert body["errors"] == [capped]  # the missing catalog is not its news
+    top = client.post("/tiles/tile-data", headers=auth, json={
+        "tile_id": "spycloud-top-breaches", "period": "last_7_days"}).json
+    assert top["errors"] == [capped, {
+        "type": "warning", "code": "not found",
+        "message": "SpyCloud did not return results for 7"}]
 
 
 def test_watchlist_failure_is_the_answer(client, mocked, auth) -> None:

@@ -52,13 +52,13 @@ WATCHLIST = [
 
 def test_summary() -> None:
     assert data("spycloud-exposure-summary", exposure(WATCHLIST)) == [
-        {"icon": "users", "label": "Exposed identities", "value": 5,
+        {"icon": "user", "label": "Exposed identities", "value": 5,
          "value_unit": "integer"},
-        {"icon": "list", "label": "Breach records", "value": 8,
+        {"icon": "bulleted-list", "label": "Breach records", "value": 8,
          "value_unit": "integer"},
-        {"icon": "key", "label": "Plaintext passwords", "value": 5,
+        {"icon": "critical-stop", "label": "Plaintext passwords", "value": 5,
          "value_unit": "integer"},
-        {"icon": "laptop", "label": "Infected devices", "value": 2,
+        {"icon": "device-type", "label": "Infected devices", "value": 2,
          "value_unit": "integer"},
     ]
 
@@ -102,9 +102,8 @@ def test_new_exposures_per_day_and_per_week() -> None:
                                       {"key": "other", "value": 1}])
     assert sorted(days) == ["2026-03-09", "2026-03-10", "2026-03-11",
                             "2026-03-12", "2026-03-14"]
-    first = shaped["data"][0]
-    assert first["key"] == int(dt.datetime(2026, 3, 9,
-                                           tzinfo=dt.timezone.utc).timestamp())
+    # Epoch milliseconds, as XDR reads a timestamp key: 2026-03-09T00:00Z.
+    assert shaped["data"][0]["key"] == 1_773_014_400_000
     weekly = tiles.tile_data("spycloud-new-exposures",
                              exposure(WATCHLIST, "last_60_days"), {})
     weeks = {d["label"]: d["value"] for d in weekly["data"]}
@@ -179,3 +178,15 @@ def test_definitions() -> None:
                                   "last_90_days"]
         assert doc["default_period"] == "last_7_days"
         assert "SpyCloud" in doc["title"]
+
+
+# The icon names XDR draws (those Cisco's own relays use).
+DRAWN = {"device-type", "bulleted-list", "label-group", "static-nat",
+         "information", "warning", "critical-stop", "object", "vpn", "user",
+         "view-metadata", "umbrella", "block"}
+
+
+def test_every_icon_is_one_xdr_draws() -> None:
+    shaped = tiles.tile_data("spycloud-exposure-summary", exposure(WATCHLIST),
+                             {})
+    assert {m["icon"] for m in shaped["data"]} <= DRAWN

@@ -76,9 +76,12 @@ def when_ready(server):
     from relay import metrics
     from relay.version import VERSION
 
-    logging.getLogger("relay").info(
-        "relay %s starting", VERSION,
-        extra={"fields": SETTINGS.describe()})
+    fields = SETTINGS.describe()
+    fields["audience"] = SETTINGS.jwt_audience or (
+        "each request's own URL (Host header): pin JWT_AUDIENCE to the URL"
+        " registered in XDR in production")
+    logging.getLogger("relay").info("relay %s starting", VERSION,
+                                    extra={"fields": fields})
     if SETTINGS.metrics_bind:
         metrics.serve(SETTINGS.metrics_bind)
 

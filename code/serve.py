@@ -33,7 +33,8 @@ def main() -> None:
     from relay.settings import Settings, SettingsError
 
     try:
-        Settings.from_env()
+        settings = Settings.from_env()
+        refuse_a_busy(settings.bind)
     except SettingsError as error:
         print(f"relay: cannot start: {error}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
@@ -41,6 +42,29 @@ def main() -> None:
 
     sys.argv = ["gunicorn", *sys.argv[1:], "app:app"]
     run()
+
+
+def refuse_a_busy(bind: str) -> None:
+    """Raise SettingsError if another program listens on *bind* (gunicorn
+    would retry for 5 s, logging ten errors, before giving up)."""
+    import errno
+    import socket
+
+    from relay.settings import SettingsError
+
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, int(port)))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise SettingsError(f"BIND={bind!r} cannot be used: another"
+                                    " program listens there") from None
+            raise SettingsError(f"BIND={bind!r} cannot be used:"
+                                f" {error.strerror}") from None
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import requests
+
 from .stack import CODE, Stack, busy
 from .tokenkit import TokenKit, claim
 
@@ -31,13 +33,25 @@ def token(argv: Sequence[str]) -> None:
     try:
         where = json.loads((STATE / "demo.json").read_text())
     except OSError:
-        raise SystemExit("No demo has run here yet: start `make demo` first.")
+        raise SystemExit("No demo is running here: start `make demo` first.")
+    if not answers(where["url"]):
+        raise SystemExit(f"The demo last started here ({where['url']}) is not"
+                         " running: start `make demo` first.")
     claims = {"key": where["key"], "jwks_host": where["jwks_host"],
               "aud": where["audience"]}
     claims.update(claim(text) for text in argv)
     kit = TokenKit.load_or_create(STATE / "kit.pem")
     print(kit.mint(claims, lifetime=LIFETIME))
-    print(f"(valid for {LIFETIME // 60} minutes)", file=sys.stderr)
+    print(f"(for the demo at {where['url']}, valid for {LIFETIME // 60}"
+          " minutes)", file=sys.stderr)
+
+
+def answers(url: str) -> bool:
+    """Say whether a relay answers at *url*."""
+    try:
+        return requests.post(url + "/version", timeout=2).ok
+    except requests.RequestException:
+        return False
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -111,6 +125,7 @@ code/devtools/emulator.py. Press Ctrl-C to stop all three.
         pass
     finally:
         stack.stop()
+        (STATE / "demo.json").unlink(missing_ok=True)
         print("\nStopped the relay, the JWKS server and the emulator.")
 
 

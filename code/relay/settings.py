@@ -84,6 +84,20 @@ def seconds(text: str) -> float:
     return value
 
 
+MAX_BUDGET = 300.0  # XDR gives up on a module long before this
+
+
+def budget(text: str) -> float:
+    allowed = f"a number of seconds above 0, at most {MAX_BUDGET:g}"
+    try:
+        value = seconds(text)
+    except ValueError:
+        raise ValueError(allowed) from None
+    if value > MAX_BUDGET:
+        raise ValueError(allowed)
+    return value
+
+
 def seconds_or_zero(text: str) -> float:
     try:
         value = float(text)
@@ -204,9 +218,9 @@ class Settings:
         "SPYCLOUD_READ_TIMEOUT", 10.0, seconds,
         "seconds to wait for a SpyCloud answer")
     request_budget: float = var(
-        "RELAY_REQUEST_BUDGET", 25.0, seconds,
-        "total seconds one request may spend, retries included; what was"
-        " obtained by then is returned with an error")
+        "RELAY_REQUEST_BUDGET", 25.0, budget,
+        "total seconds one request may spend, retries included (at most"
+        " 300); what was obtained by then is returned with an error")
     max_pages: int = var(
         "SPYCLOUD_MAX_PAGES", 10, count,
         "pages of 1,000 records read per observable; more gives a warning")

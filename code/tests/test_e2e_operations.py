@@ -47,6 +47,23 @@ def test_bad_setting_stops_the_master(name, value) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_a_busy_port_is_refused_in_one_line() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(  # noqa: S603 (fixed argv)
+            [sys.executable, "serve.py"], cwd=CODE, timeout=60,
+            env={"PATH": "/usr/bin:/bin", "BIND": f"127.0.0.1:{port}"},
+            capture_output=True, text=True)
+    assert done.returncode == 2
+    assert (done.stdout + done.stderr).strip().splitlines() == [
+        f"relay: cannot start: BIND='127.0.0.1:{port}' cannot be used:"
+        " another program listens there"]
+
+
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory):
     """The relay with two workers, JSON logs and a metrics listener."""
@@ -84,6 +101,9 @@ def test_log_lines_are_json_with_the_start_line_once(two_workers) -> None:
     assert len(starts) == 1
     assert starts[0]["RELAY_REQUEST_BUDGET"] == "25"
     assert starts[0]["WEB_CONCURRENCY"] == "2"
+    assert starts[0]["audience"] == (
+        "each request's own URL (Host header): pin JWT_AUDIENCE to the URL"
+        " registered in XDR in production")
     assert any(line["logger"] == "gunicorn.error" for line in logged)
     assert KEY not in two_workers.log_path.read_text()
 

@@ -82,9 +82,11 @@ def test_every_setting_has_a_variable_and_a_description() -> None:
     ({"SPYCLOUD_API_URL": "notaurl"}, "SPYCLOUD_API_URL='notaurl' cannot be"
      " used: expected an http:// or https:// URL"),
     ({"RELAY_REQUEST_BUDGET": "abc"}, "RELAY_REQUEST_BUDGET='abc' cannot be"
-     " used: expected a number of seconds above 0"),
+     " used: expected a number of seconds above 0, at most 300"),
     ({"RELAY_REQUEST_BUDGET": "nan"}, "RELAY_REQUEST_BUDGET='nan' cannot be"
-     " used: expected a number of seconds above 0"),
+     " used: expected a number of seconds above 0, at most 300"),
+    ({"RELAY_REQUEST_BUDGET": "86400"}, "RELAY_REQUEST_BUDGET='86400' cannot"
+     " be used: expected a number of seconds above 0, at most 300"),
     ({"WEB_CONCURRENCY": "two"}, "WEB_CONCURRENCY='two' cannot be used:"
      " expected a whole number of 1 or more"),
     ({"WORKER_CONNECTIONS": "0"}, "WORKER_CONNECTIONS='0' cannot be used:"
@@ -131,6 +133,23 @@ def test_the_deployment_example_names_only_real_settings() -> None:
            .strip('"') for line in block.splitlines()
            if line.strip() and not line.strip().startswith("#")}
     Settings.from_env(env)  # every value there is one the relay accepts
+
+
+def test_the_proxy_example_keeps_audience_413_and_replicas_right() -> None:
+    nginx = (Path(__file__).parents[2] / "docs" / "deploy"
+             / "nginx.conf").read_text()
+    directives = [line.split("#")[0].strip() for line in nginx.splitlines()]
+    # A TLS terminator's X-Forwarded-Proto is passed on, not replaced by
+    # nginx's own (plain http) scheme: the audience is the https URL.
+    assert "proxy_set_header X-Forwarded-Proto $forwarded_proto;" in directives
+    assert "default $http_x_forwarded_proto;" in directives
+    # nginx lets bodies through up to above the relay's cap: the relay's
+    # own JSON 413 answers.
+    (limit,) = [d for d in directives if d.startswith("client_max_body_size")]
+    assert int(limit.split()[1].rstrip("m;")) * 2**20 > Settings().max_body_bytes
+    # The replicas' name is resolved again, so scaled replicas are found.
+    assert any(d.startswith("resolver ") and "valid=" in d for d in directives)
+    assert "server relay:9090 resolve;" in directives
 
 
 def test_a_password_in_a_url_never_reaches_the_start_up_line() -> None:

@@ -1,4 +1,5 @@
-"""A SpyCloud enterprise-v2 emulator for demos, tests and benchmarks.
+"""A SpyCloud enterprise-v2 emulator for demos, tests and benchmarks: the
+HTTP server and its faults over `synthetic.py`'s data.
 
 Serves, under `/enterprise-v2/`, SpyCloud's endpoints as
 `docs/spycloud.md` describes them:
@@ -18,29 +19,7 @@ Serves, under `/enterprise-v2/`, SpyCloud's endpoints as
 `X-API-Key` must equal the emulator's key, else 403 with
 `SpyCloud-Error: Invalid API key`.
 
-Demo emails (any other address gets 0-8 records derived from its hash):
-
-| email | what it shows |
-|---|---|
-| `nobody@demo.test` | no records |
-| `jane.doe@demo.test` | 6 records over 4 breaches, list and masked fields |
-| `heavy@demo.test` | 150 records over 10 breaches |
-| `huge@demo.test` | 2,500 records over 5 breaches, three pages |
-| `combo@demo.test` | records from a combo list (severity always Medium) |
-| `orphan@demo.test` | one breach whose catalog the API does not return |
-| `nosite@demo.test` | a breach whose `site` is `n/a` |
-| `lists@demo.test` | list-valued fields (`ip_addresses`, `social_links`) |
-| `masked@demo.test` | fields the key is not entitled to: `********` |
-| `severities@demo.test` | severities 2, 5, 20, 25, 26 and 30 |
-| `recent@demo.test` | 8 records 1 to 800 days old (try `LOOKBACK_DAYS`) |
-| `cards@demo.test` | card fields (`cc_*`) and a password (try `MASK_PASSWORDS`) |
-| `longtext@demo.test` | a breach whose texts exceed CTIM's limits |
-| username `jdoe` | 4 records (`breach/data/usernames/jdoe`) |
-| IPs `203.0.113.5`, `2001:db8::5` | 3 infected-machine records each |
-| `breach/data/domains/<d>` | the records of alice, bob and carol at `<d>` |
-| `breach/data/watchlist` | 2,000 records of 40 identities over the last 90 days |
-| `n<R>.b<B>.s<S>[.u<U>]@bench.test` | R records, B breaches of set S (.u: same |
-|   | breaches, another user) |
+The data is `synthetic.py`'s (its docstring lists the demo identifiers).
 
 Fault injection, per email (local part `fault-<name>`, e.g.
 `fault-500@demo.test`; `once-<name>` fails only the first call for that
@@ -62,18 +41,15 @@ from __future__ import annotations
 
 import argparse
 import base64
-import datetime as dt
 import functools
 import hashlib
 import json
 import random
-import re
 import select
 import socket
 import ssl
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler
@@ -81,270 +57,18 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .loopback import LoopbackServer
+from .synthetic import UUIDS, catalog, find
 
 PREFIX = "/enterprise-v2/"
 PAGE_SIZE = 1000
 MAX_CATALOG_IDS = 10
 DEFAULT_KEY = "demo-key"
-NAMESPACE = uuid.UUID("0b7c4f56-8a5e-4d8b-9a0c-6c1f5b1e2d3a")
-
-MISSING_CATALOG = 4040
-COMBO_CATALOG = 3001
-NOSITE_CATALOG = 3002
-LONG_CATALOG = 3003  # texts beyond CTIM's limits
-COUNTRIES = (("UNITED STATES", "US"), ("GERMANY", "DE"), ("FRANCE", "FR"),
-             ("BRAZIL", "BR"), ("JAPAN", "JP"), ("PAKISTAN", "PK"))
 SELECTORS = ("emails", "usernames", "ips", "domains")
-WATCHLIST_SIZE = 2000
-WATCHLIST_BREACHES = (*range(1001, 1013), MISSING_CATALOG)
-_UUIDS: dict[str, int] = {}  # catalog uuid → id, for look-ups by uuid
 FAULTS = (
     "slow", "throttle", "quota", "500", "502", "504", "badjson", "html",
-    "hang", "drop",
+    "hang", "trickle", "drop",
 )
 RANDOM_FAULTS = ("throttle", "500", "502", "504", "drop")
-BENCH = re.compile(r"n(\d+)\.b(\d+)\.s(\d+)(?:\.u\d+)?")
-WORDS = (
-    "Atlas", "Beacon", "Cobalt", "Delta", "Ember", "Falcon", "Granite",
-    "Harbor", "Indigo", "Juniper", "Krypton", "Lumen", "Meridian", "Nimbus",
-    "Onyx", "Pioneer", "Quartz", "Raven", "Summit", "Tundra",
-)
-KINDS = ("Forum", "Shop", "Games", "Travel", "Fitness", "Social", "Mail")
-
-
-# --- synthetic data --------------------------------------------------------
-
-def _rng(*parts: object) -> random.Random:
-    seed = hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
-    return random.Random(seed)  # noqa: S311 (synthetic data, not security)
-
-
-@functools.lru_cache(maxsize=4096)
-def catalog(catalog_id: int) -> dict[str, Any] | None:
-    """Return the catalog of an id, or None for the one the API lacks."""
-    if catalog_id == MISSING_CATALOG or catalog_id <= 0:
-        return None
-    rng = _rng("catalog", catalog_id)
-    # Consecutive ids get distinct names (140 before one repeats).
-    name = f"{WORDS[catalog_id % len(WORDS)]}" \
-        f" {KINDS[catalog_id * 3 % len(KINDS)]}"
-    domain = name.lower().replace(" ", "") + ".example"
-    site = "n/a" if catalog_id == NOSITE_CATALOG or catalog_id % 7 == 0 \
-        else domain
-    year = 2015 + catalog_id % 10
-    doc: dict[str, Any] = {
-        "id": catalog_id,
-        "uuid": str(uuid.uuid5(NAMESPACE, f"catalog-{catalog_id}")),
-        "title": f"{name} Breach",
-        "short_title": name,
-        "description": f"In {year}, {name} suffered a breach exposing"
-        " email addresses and passwords.",
-        "site": site,
-        "site_description": f"{name} is a {name.split()[1].lower()} site.",
-        "type": "PUBLIC" if catalog_id % 3 else "PRIVATE",
-        "num_records": 1000 + rng.randrange(5_000_000),
-        "spycloud_publish_date": f"{year + 1}-0{1 + catalog_id % 9}-15T00:00:00Z",
-        "acquisition_date": f"{year + 1}-0{1 + catalog_id % 9}-01T00:00:00Z",
-        "assets": {"email": 1000, "password": 800, "username": 300},
-        "confidence": 1 + catalog_id % 3,
-        "breach_main_category": "breach",
-        "tlp": "amber",
-    }
-    if catalog_id == COMBO_CATALOG:
-        doc.update(title="Combo List Collection", combo_list_flag="YES",
-                   site="n/a", breach_main_category="combolist")
-    if catalog_id == LONG_CATALOG:
-        doc.update(title="Verbose " * 200 + "Breach",
-                   description="A very long description. " * 250,
-                   site_description="A site that says a lot. " * 250)
-    _UUIDS[doc["uuid"]] = catalog_id
-    return doc
-
-
-def _record(email: str, n: int, source_id: int, severity: int,
-            extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    rng = _rng("record", email, n)
-    local, _, domain = email.partition("@")
-    day = 1 + rng.randrange(28)
-    month = 1 + rng.randrange(12)
-    year = 2016 + rng.randrange(10)
-    country, code = rng.choice(COUNTRIES)
-    doc: dict[str, Any] = {
-        "email": email,
-        "email_domain": domain,
-        "email_username": local,
-        "domain": domain,
-        "document_id": str(uuid.uuid5(NAMESPACE, f"{email}#{n}")),
-        "source_id": source_id,
-        "spycloud_publish_date": f"{year}-{month:02d}-{day:02d}T00:00:00Z",
-        "severity": severity,
-        "sighting": 1 + rng.randrange(3),
-        "username": f"{local.split('.')[0]}{rng.randrange(100)}",
-        "full_name": local.replace(".", " ").title(),
-        "target_url": f"https://login.{domain}/",
-        "country": country,
-        "country_code": code,
-    }
-    # Real records leave out what does not apply, rather than send nulls.
-    if rng.random() < 0.3:
-        del doc["sighting"]
-    if rng.random() < 0.2:
-        del doc["username"]
-    if severity >= 20:
-        doc["password"] = f"demo-secret-{rng.getrandbits(48):012x}"
-        doc["password_plaintext"] = doc["password"]
-        doc["password_type"] = "plaintext"
-    elif severity == 5:
-        doc["password"] = f"$2b$12${rng.getrandbits(96):024x}"
-        doc["password_type"] = "bcrypt"
-    if severity >= 25:
-        doc["infected_machine_id"] = hashlib.sha1(  # noqa: S324 (an id)
-            f"m{n}{email}".encode()).hexdigest()
-        doc["infected_path"] = "C:\\Users\\demo\\AppData\\Local\\Temp\\x.exe"
-        doc["user_os"] = "Windows 10 Pro"
-        doc["ip_addresses"] = [f"198.51.100.{rng.randrange(255)}"]
-    if severity == 26:
-        doc["target_domain"] = f"app.{domain}"
-        doc["user_browser"] = "Chrome"
-    if severity >= 30:
-        doc["session_cookie"] = "********"
-    if rng.random() < 0.7:
-        doc["record_modification_date"] = doc["spycloud_publish_date"]
-    doc.update(extra or {})
-    return doc
-
-
-def _spread(email: str, count: int, sources: Sequence[int],
-            severities: Sequence[int] = (2, 5, 20, 25)) -> list[dict]:
-    return [
-        _record(email, n, sources[n % len(sources)],
-                severities[n % len(severities)])
-        for n in range(count)
-    ]
-
-
-@functools.lru_cache(maxsize=256)
-def records(email: str) -> tuple[dict[str, Any], ...]:
-    """Return every record of an email, deterministically."""
-    email = email.lower()
-    local, _, domain = email.partition("@")
-    bench = BENCH.fullmatch(local) if domain == "bench.test" else None
-    if bench:
-        count, breaches, group = (int(g) for g in bench.groups()[:3])
-        sources = [5000 + group * 100 + i for i in range(max(breaches, 1))]
-        return tuple(_spread(email, count, sources))
-    special = {
-        "nobody": lambda: [],
-        "jane.doe": lambda: _spread(email, 6, [1001, 1002, 1003, 1004],
-                                    (20, 25, 2, 5)),
-        "heavy": lambda: _spread(email, 150, list(range(1010, 1020))),
-        "huge": lambda: _spread(email, 2500, list(range(1030, 1035))),
-        "combo": lambda: _spread(email, 3, [COMBO_CATALOG], (25, 20, 2)),
-        "orphan": lambda: _spread(email, 2, [MISSING_CATALOG, 1001]),
-        "nosite": lambda: _spread(email, 2, [NOSITE_CATALOG]),
-        "lists": lambda: [_record(email, 0, 1002, 20, {
-            "ip_addresses": ["203.0.113.5", "203.0.113.9"],
-            "social_links": ["https://social.example/jd", "https://x.example/jd"],
-        })],
-        "masked": lambda: [_record(email, 0, 1003, 20, {
-            "full_name": "********", "phone": "********", "dob": "********",
-        })],
-        "severities": lambda: [
-            _record(email, n, 1005, sev)
-            for n, sev in enumerate((2, 5, 20, 25, 26, 30))
-        ],
-        "recent": lambda: recent(email, (1, 5, 12, 25, 40, 75, 200, 800),
-                                 [1008, 1009], (2, 5, 20, 25, 26)),
-        "cards": lambda: [_record(email, 0, 1004, 20, {
-            "cc_number": "4111111111111111", "cc_expiration": "12/29",
-            "cc_code": "123"})],
-        "longtext": lambda: _spread(email, 1, [LONG_CATALOG]),
-    }
-    if domain == "demo.test" and local in special:
-        return tuple(special[local]())
-    rng = _rng("email", email)
-    count = rng.randrange(9)
-    sources = rng.sample(range(1001, 1041), k=max(1, min(count, 4)))
-    return tuple(_spread(email, count, sources))
-
-
-def recent(email: str, days: Sequence[int], sources: Sequence[int],
-           severities: Sequence[int]) -> list[dict[str, Any]]:
-    """Records published the given numbers of days ago (UTC)."""
-    today = dt.datetime.now(dt.timezone.utc).date()
-    return [
-        _record(email, n, sources[n % len(sources)],
-                severities[n % len(severities)], {
-                    "spycloud_publish_date":
-                    f"{today - dt.timedelta(days=ago)}T00:00:00Z"})
-        for n, ago in enumerate(days)
-    ]
-
-
-@functools.lru_cache(maxsize=256)
-def usernames(name: str) -> tuple[dict[str, Any], ...]:
-    """Return every record of a username, deterministically."""
-    if name == "jdoe":
-        return tuple(_record("john.doe@corp.example", n, source, sev,
-                             {"username": name})
-                     for n, (source, sev) in enumerate(
-                         ((1001, 20), (1002, 25), (1006, 26), (1003, 5))))
-    rng = _rng("username", name)
-    return tuple(_record(f"{name.lower()}@corp.example", n,
-                         rng.choice(range(1001, 1041)), rng.choice((5, 20)),
-                         {"username": name})
-                 for n in range(rng.randrange(4)))
-
-
-@functools.lru_cache(maxsize=256)
-def ips(address: str) -> tuple[dict[str, Any], ...]:
-    """Return every record of an IP address (infected machines)."""
-    demo = {"203.0.113.5": 3, "2001:db8::5": 3}
-    rng = _rng("ip", address)
-    count = demo.get(address, rng.randrange(3))
-    return tuple(_record(f"host{n}@corp.example", n, 1007 + n, (25, 26)[n % 2],
-                         {"ip_addresses": [address]})
-                 for n in range(count))
-
-
-@functools.lru_cache(maxsize=64)
-def domains(domain: str) -> tuple[dict[str, Any], ...]:
-    """Return the records of three employees of a domain."""
-    return tuple(r for local in ("alice", "bob", "carol")
-                 for r in records(f"{local}@{domain}"))
-
-
-@functools.lru_cache(maxsize=4)
-def watchlist(day: str) -> tuple[dict[str, Any], ...]:
-    """Return the records of the customer's watchlist as of *day*: 2,000
-    records of 40 identities spread over the last 90 days, every severity,
-    infected machines, a dozen breaches (one without a catalog)."""
-    rng = _rng("watchlist", "corp.example")
-    today = dt.date.fromisoformat(day)
-    found = []
-    for n in range(WATCHLIST_SIZE):
-        ago = rng.randrange(91)
-        severity = rng.choice((2, 5, 5, 20, 20, 20, 25, 25, 26))
-        email = f"employee{rng.randrange(40)}@corp.example"
-        found.append(_record(email, n, rng.choice(WATCHLIST_BREACHES),
-                             severity, {"spycloud_publish_date":
-                                        f"{today - dt.timedelta(days=ago)}"
-                                        "T00:00:00Z"}))
-    found.sort(key=lambda r: r["spycloud_publish_date"], reverse=True)
-    return tuple(found)
-
-
-def find(selector: str, value: str) -> tuple[dict[str, Any], ...]:
-    """Return every record SpyCloud holds for `breach/data/<selector>`."""
-    if selector == "emails":
-        return records(value)
-    if selector == "usernames":
-        return usernames(value)
-    if selector == "ips":
-        return ips(value)
-    if selector == "domains":
-        return domains(value.lower())
-    return watchlist(dt.datetime.now(dt.timezone.utc).date().isoformat())
 
 
 def matches(record: dict[str, Any], query: dict[str, str]) -> bool:
@@ -660,7 +384,7 @@ class _Handler(BaseHTTPRequestHandler):
             if part.isdigit():
                 doc = catalog(int(part))
             else:  # a uuid of a catalog generated before
-                doc = catalog(_UUIDS[part]) if part in _UUIDS else None
+                doc = catalog(UUIDS[part]) if part in UUIDS else None
             if doc:
                 found.append(doc)
         self._list(found)

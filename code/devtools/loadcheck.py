@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from . import emulator
+from . import synthetic
 from .stack import Stack
 
 LIMIT = 100
@@ -39,7 +39,7 @@ def expected(email: str) -> frozenset[str]:
     """Return the document ids the relay must answer for *email* (when an
     email has more than LIMIT records, ties on the date at the cut make the
     set ambiguous: then only its size is compared)."""
-    newest = sorted(emulator.records(email), reverse=True,
+    newest = sorted(synthetic.records(email), reverse=True,
                     key=lambda r: r["spycloud_publish_date"])
     return frozenset(r["document_id"] for r in newest[:LIMIT])
 
@@ -83,13 +83,13 @@ def check(body: object, emails: Sequence[str]) -> tuple[list[str], bool]:
     for email, ids in got.items():
         if email not in emails:
             problems.append(f"sighting of another request's {email}")
-        elif not ids <= {r["document_id"] for r in emulator.records(email)}:
+        elif not ids <= {r["document_id"] for r in synthetic.records(email)}:
             problems.append(f"foreign record in {email}")
     fatal = any(e["type"] == "fatal" for e in errors)
     if not fatal:
         for email in emails:
             want, have = expected(email), got.get(email, set())
-            exact = len(emulator.records(email)) <= LIMIT
+            exact = len(synthetic.records(email)) <= LIMIT
             if (have != want) if exact else (len(have) != len(want)):
                 problems.append(f"{email}: {len(have)} sightings,"
                                 f" expected {len(want)}")

@@ -153,7 +153,7 @@ SECRET_FIELDS = ("password", "password_plaintext", "salt")
 def assert_log_clean(stack: Any) -> None:
     """The relay's log must hold no API key, token or breach password,
     masked or not, of any observable the tests asked about."""
-    from devtools import emulator
+    from devtools import synthetic
     from relay.ctim import masked
 
     log = stack.log_path.read_text()
@@ -161,7 +161,7 @@ def assert_log_clean(stack: Any) -> None:
     assert not any(token in log for token in stack.tokens)
     for value in stack.emails:
         for selector in ("emails", "usernames", "ips"):
-            for record in emulator.find(selector, value):
+            for record in synthetic.find(selector, value):
                 for field, secret in record.items():
                     # Shorter values (a card's code) can't be told from
                     # the hex of request ids; the card number can.

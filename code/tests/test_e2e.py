@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from devtools import emulator
+from devtools import synthetic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean_log")]
 
@@ -93,7 +93,7 @@ def test_2500_records_over_three_pages(stack, post) -> None:
     times = [s["observed_time"]["start_time"] for s in docs(body)]
     assert len(times) == 30
     newest = sorted((r["spycloud_publish_date"] for r in
-                     emulator.records("huge@demo.test")), reverse=True)[:30]
+                     synthetic.records("huge@demo.test")), reverse=True)[:30]
     assert [t[:10] for t in times] == [t[:10] for t in newest]
 
 
@@ -119,7 +119,7 @@ def test_site_na(post) -> None:
     references = docs(body, "indicators")[0]["external_references"]
     assert [r["url"] for r in references] == [
         "https://portal.spycloud.com/breach/catalog/"
-        + emulator.catalog(emulator.NOSITE_CATALOG)["uuid"]
+        + synthetic.catalog(synthetic.NOSITE_CATALOG)["uuid"]
     ]
     assert "n/a" not in str(docs(body, "indicators"))
 

@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from devtools import emulator
+from devtools import synthetic
 
 pytestmark = pytest.mark.e2e
 
@@ -52,8 +52,8 @@ def test_a_hanging_email_costs_the_others_nothing(hang_stack) -> None:
     assert {k: v["count"] for k, v in data.items()} == {
         "sightings": 6, "indicators": 4, "relationships": 6,
     }
-    sites = {r["document_id"]: emulator.catalog(r["source_id"])["site"]
-             for r in emulator.records("jane.doe@demo.test")}
+    sites = {r["document_id"]: synthetic.catalog(r["source_id"])["site"]
+             for r in synthetic.records("jane.doe@demo.test")}
     for sighting in data["sightings"]["docs"]:
         assert sighting["source_uri"].startswith(
             "https://portal.spycloud.com/breach/catalog/")

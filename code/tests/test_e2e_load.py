@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from devtools import loadcheck
+from devtools import loadcheck, synthetic
 from devtools.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +36,7 @@ def test_load_with_faults_loses_and_mixes_nothing(tmp_path) -> None:
 
 def test_the_check_finds_lost_and_mixed_sightings() -> None:
     email = "jane.doe@demo.test"
-    records = loadcheck.emulator.records(email)
+    records = synthetic.records(email)
 
     def sighting(value: str, doc: str) -> dict:
         return {"observables": [{"type": "email", "value": value}],

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from devtools import emulator
+from devtools import synthetic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean_log")]
 
@@ -49,14 +49,14 @@ def test_other_observable_types(stack, kind, value, sent, count) -> None:
     assert {d["targets"][0]["type"] for d in docs} == {kind}
     selector = "usernames" if kind == "user" else "ips"
     assert {d["external_ids"][0] for d in docs} == {
-        r["document_id"] for r in emulator.find(selector, sent)}
+        r["document_id"] for r in synthetic.find(selector, sent)}
 
 
 def test_min_severity(stack) -> None:
     body = post(stack, "/observe/observables",
                 [("email", "severities@demo.test")], MIN_SEVERITY="20")
     severity = {r["document_id"]: r["severity"]
-                for r in emulator.records("severities@demo.test")}
+                for r in synthetic.records("severities@demo.test")}
     assert sorted(severity[d["external_ids"][0]] for d in sightings(body)) \
         == [20, 25, 26, 30]  # 2 and 5 left out; 26 and 30 kept
 
@@ -73,7 +73,7 @@ def test_lookback_days_reaches_spycloud_as_since(stack) -> None:
 
 
 def test_mask_passwords(stack) -> None:
-    record = emulator.records("cards@demo.test")[0]
+    record = synthetic.records("cards@demo.test")[0]
     plain = post(stack, "/observe/observables", [("email", "cards@demo.test")])
     masked = post(stack, "/observe/observables",
                   [("email", "cards@demo.test")], MASK_PASSWORDS="true")

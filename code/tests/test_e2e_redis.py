@@ -84,7 +84,7 @@ def test_five_tiles_read_the_watchlist_once_across_replicas(replicas) -> None:
 def test_redis_holds_no_identity_and_no_secret(replicas) -> None:
     import redis
 
-    from devtools import emulator
+    from devtools import synthetic
 
     relays, server, _ = replicas
     asked = {"email": "jane.doe@demo.test", "user": "jdoe",
@@ -103,8 +103,8 @@ def test_redis_holds_no_identity_and_no_secret(replicas) -> None:
     assert b"relay:v2:tiles:" in stored  # the figures are there, sealed
     secrets = {KEY, *asked.values()}
     today = dt.datetime.now(dt.timezone.utc).date().isoformat()
-    for record in (*emulator.watchlist(today),
-                   *emulator.find("emails", asked["email"])):
+    for record in (*synthetic.watchlist(today),
+                   *synthetic.find("emails", asked["email"])):
         secrets.update(str(record[f]) for f in ("email", "username",
                                                 "password", "ip_addresses")
                        if record.get(f))

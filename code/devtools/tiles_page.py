@@ -25,7 +25,9 @@ from .stack import CODE, Stack
 
 OUT = CODE / ".demo"
 COLOURS = ("#8fa3b8", "#5b9bd5", "#f0a030", "#d9534f", "#8e44ad", "#7f8c8d")
-INNER = ("#c0392b", "#e67e22", "#bdc3c7")  # plaintext, hashed, none
+# The inner ring (plaintext, hashed, none): colours the outer ring does not
+# use, so a colour means one thing only.
+INNER = ("#1f2d3d", "#2e9e6b", "#e3d7f0")
 TILE_IDS = ("spycloud-exposure-summary", "spycloud-exposures-by-severity",
             "spycloud-new-exposures", "spycloud-top-breaches",
             "spycloud-most-exposed")
@@ -88,10 +90,19 @@ def donut(data: dict) -> str:
         f'{html.escape(outer[d["key"]])} ({d["value"]})</li>'
         for d in data["data"]) + "".join(
         f'<li><span style="background:{INNER[i]}"></span>password:'
-        f' {html.escape(name)}</li>' for i, name in enumerate(inner))
+        f' {html.escape(name)} ({count})</li>'
+        for i, (name, count) in enumerate(zip(inner, _inner_counts(data))))
     return (f'<div class="chart"><svg width="220" height="220">{"".join(parts)}'
             f'<text x="110" y="115" text-anchor="middle">{total}</text></svg>'
             f'<ul class="legend">{legend}</ul></div>')
+
+
+def _inner_counts(data: dict) -> list[int]:
+    counts = [0] * len(data["labels"][1])
+    for d in data["data"]:
+        for s in d["segments"]:
+            counts[s["key"]] += s["value"]
+    return counts
 
 
 def _colour(keys: list[dict], key: str) -> str:
@@ -201,8 +212,25 @@ td, th {{ border-bottom: 1px solid #dde; padding: 4px 12px; text-align: left; }}
 {"".join(sections)}</body></html>"""
 
 
-def screenshot(path: Path, png: Path) -> bool:
-    """Take a screenshot of *path* with headless Chromium, if installed."""
+def height(found: dict[str, dict]) -> int:
+    """Return the page's height in pixels, from what each tile draws, so
+    the screenshot holds every row (with room to spare)."""
+    drawn = {"metric_group": lambda d: 80, "donut_graph": lambda d: 230,
+             "vertical_bar_chart": lambda d: 270,
+             "horizontal_bar_chart": lambda d: 60 + 26 * len(d["data"]),
+             "markdown": lambda d: 32 * len(d["data"])}
+    total = 90  # the title
+    for tile in found.values():
+        data = tile.get("data")
+        total += 100 + 40 * len(tile.get("errors", ()))
+        if data:
+            total += drawn[tile["definition"]["type"]](data)
+    return total + 60
+
+
+def screenshot(path: Path, png: Path, tall: int) -> bool:
+    """Take a screenshot of *path*, *tall* pixels high, with headless
+    Chromium, if installed."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if not browser:
         return False
@@ -211,7 +239,7 @@ def screenshot(path: Path, png: Path) -> bool:
             [browser, "--headless", "--no-sandbox", "--disable-gpu",
              "--disable-background-networking", "--disable-component-update",
              "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-             "--hide-scrollbars", "--window-size=880,1700",
+             "--hide-scrollbars", f"--window-size=880,{tall}",
              f"--screenshot={png}", path.as_uri()],
             check=True, capture_output=True, timeout=60)
     return png.exists()
@@ -228,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     out.write_text(page(found, args.period))
     print(f"tiles drawn in {out}")
     png = OUT / "tiles.png"
-    if screenshot(out, png):
+    if screenshot(out, png, height(found)):
         print(f"screenshot in {png}")
     else:
         print("no Chromium here: open the page in a browser"

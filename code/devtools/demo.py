@@ -24,6 +24,12 @@ OBSERVABLES = Path(__file__).resolve().parents[2] / "observables.json"
 STATE = CODE / ".demo"
 LIFETIME = 3600  # seconds a printed token lasts
 PRETTY = "python3 -m json.tool"
+# Prints each sighting's relations: `relation type value`.
+PIVOTS = shlex.quote(
+    "import json, sys; [print(r['relation'], r['related']['type'],"
+    " r['related']['value']) for s in json.load(sys.stdin)['data']"
+    "['sightings']['docs'] for r in s['relations']]")
+PIVOTS = f"python3 -c {PIVOTS}"
 REFER = shlex.quote(json.dumps([{"type": "email", "value": "jane.doe@demo.test"},
                                 {"type": "ipv6", "value": "2001:db8::5"}]))
 
@@ -101,6 +107,12 @@ curl -s -X POST {stack.url}/health -H {auth}; echo
 
 curl -s -X POST {stack.url}/observe/observables -H {auth} \\
   -H 'Content-Type: application/json' -d @{OBSERVABLES} | {PRETTY}
+
+The machine an infostealer took, and where the stolen logins work:
+
+curl -s -X POST {stack.url}/observe/observables -H {auth} \\
+  -H 'Content-Type: application/json' \\
+  -d '[{{"type": "email", "value": "infected@demo.test"}}]' | {PIVOTS}
 
 curl -s -X POST {stack.url}/refer/observables -H {auth} \\
   -H 'Content-Type: application/json' \\

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from . import pivots
 from .records import Catalog, Record
 
 # An observable as CTIM names it: (type, value as sent).
@@ -169,13 +170,52 @@ def sighting(
     if catalog is not None and catalog.uuid:
         doc["source_uri"] = PORTAL_CATALOG_URL.format(uuid=catalog.uuid)
     if catalog is not None and catalog.site:
-        doc["relations"] = [{
-            "origin": "Spycloud Breach Module",
-            "relation": "Leaked_From",
-            "source": {"type": kind, "value": value},
-            "related": {"type": "domain", "value": catalog.site},
-        }]
+        doc["relations"].append(
+            _related(observables[0], "Leaked_From",
+                     {"type": "domain", "value": catalog.site}))
+    if record.infected_machine_id or (record.severity or 0) >= 25:
+        _add_pivots(doc, dict(record.fields), record, observed_time)
     return doc
+
+
+# Relation names from CTIM's vocabulary of observable relations (see
+# docs/ctim.md): the credential was extracted from the infected machine,
+# and sent to the site where it logs in.
+FROM_MACHINE = "Extracted_From"
+TO_LOGIN = "Sent_To"
+DEVICE_TARGET = "endpoint"
+
+
+def _add_pivots(doc: dict[str, Any], fields: Mapping[str, Any],
+                record: Record, observed_time: dict[str, str]) -> None:
+    """Add the infected machine as a target, and relations from the
+    investigated observable to the machine and the stolen login."""
+    found = pivots.of(fields, record.severity, record.infected_machine_id)
+    if found is None:
+        return
+    source = doc["observables"][0]
+    if found.machine is not None:
+        infected = found.machine.infected
+        seen = {"start_time": time(infected), "end_time": time(infected)} \
+            if infected else observed_time
+        target: dict[str, Any] = {
+            "type": DEVICE_TARGET,
+            "observables": list(found.machine.observables),
+            "observed_time": seen,
+        }
+        if found.machine.os:
+            target["os"] = found.machine.os
+        doc["targets"].append(target)
+        doc["relations"].extend(_related(source, FROM_MACHINE, o)
+                                for o in found.machine.observables)
+    doc["relations"].extend(_related(source, TO_LOGIN, o)
+                            for o in found.targets)
+
+
+def _related(source: dict[str, str], relation: str,
+             related: dict[str, str]) -> dict[str, Any]:
+    return {"origin": "Spycloud Breach Module", "relation": relation,
+            "source": dict(source), "related": dict(related)}
 
 
 @functools.lru_cache(maxsize=1024)

@@ -232,3 +232,67 @@ def test_chunked_body_over_the_cap(stack) -> None:
                            headers={"Content-Type": "application/json"})
     assert answer.status_code == 413
     assert answer.json()["reason"] == "RequestEntityTooLarge"
+
+
+def vocabulary() -> set[str]:
+    """The relation names docs/ctim.md lists (CTIM's own, and Leaked_From)."""
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "ctim.md").read_text()
+    block = text.split("<!-- relations:start -->")[1].split(
+        "<!-- relations:end -->")[0]
+    return {line.split("`")[1] for line in block.splitlines()
+            if line.startswith("- `")}
+
+
+def valid(observable: dict) -> bool:
+    """Check an observable's value for its type, as CTIM means it."""
+    import ipaddress
+    import re
+    from urllib.parse import urlsplit
+
+    kind, value = observable["type"], observable["value"]
+    if kind in ("ip", "ipv6"):
+        address = ipaddress.ip_address(value)
+        return address.version == (4 if kind == "ip" else 6) \
+            and not address.is_loopback and not address.is_unspecified \
+            and not any(address in ipaddress.ip_network(n) for n in (
+                "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+                if ipaddress.ip_network(n).version == address.version)
+    if kind in ("hostname", "domain"):
+        return bool(re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?",
+                                 value)) and value.lower() not in ("n/a",
+                                                                   "unknown")
+    if kind == "url":
+        parts = urlsplit(value)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) \
+            and not parts.query and not parts.password and len(value) <= 1024
+    return kind in ("email", "user")
+
+
+def test_an_infostealer_victim_leads_to_the_machine_and_the_site(post) -> None:
+    body = observe(post, "infected@demo.test", "jane.doe@demo.test")
+    stolen = [s for s in docs(body) if len(s["targets"]) == 2]
+    assert len(stolen) == 7  # five of infected@, two of jane.doe
+    names = vocabulary()
+    for sighting in docs(body):
+        for relation in sighting["relations"]:
+            assert relation["relation"] in names
+            assert relation["source"] == sighting["observables"][0]
+            assert valid(relation["related"]), relation
+        for target in sighting["targets"][1:]:
+            assert target["type"] == "endpoint"
+            assert all(valid(o) for o in target["observables"])
+    records = {r["document_id"]: r
+               for r in synthetic.records("infected@demo.test")}
+    for sighting in stolen[:5]:
+        record = records[sighting["external_ids"][0]]
+        shown = {(o["type"], o["value"]) for o in sighting["targets"][1][
+            "observables"]}
+        assert ("hostname", record["user_hostname"]) in shown
+        public = {a for a in record["ip_addresses"]
+                  if a.startswith(("203.0.113.", "2001:db8"))}
+        assert {v for k, v in shown if k in ("ip", "ipv6")} == public
+        assert {r["related"]["value"] for r in sighting["relations"]
+                if r["relation"] == "Sent_To"} == {
+            record["target_url"], record["target_domain"]}

@@ -6,6 +6,12 @@ import threading
 import time
 from collections.abc import Callable
 
+from .errors import SpyCloudError
+
+OUT_OF_TIME = (
+    "The relay's time budget of {seconds:g} s ran out before SpyCloud answered."
+)
+
 
 class Budget:
     """Seconds left for one relay request, shared by all its threads."""
@@ -29,3 +35,9 @@ class Budget:
         """Record one call made to SpyCloud, from any of the request's threads."""
         with self._lock:
             self.calls += 1
+
+
+def out_of_time(budget: Budget) -> SpyCloudError:
+    """Return the error of a request whose budget ran out."""
+    return SpyCloudError(OUT_OF_TIME.format(seconds=budget.seconds),
+                         kind="out_of_time")

@@ -8,13 +8,18 @@ briefly, in case the catalog appears soon after.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import json
 import threading
 from collections.abc import Iterable
 
+import redis
 from cachetools import TTLCache
 
 from . import metrics
 from .records import Catalog
+from .shared import Redis, key
 
 MISSING_TTL = 60.0
 
@@ -60,3 +65,84 @@ class CatalogCache:
                 self._found[(owner, catalog.id)] = catalog
             for catalog_id in missing:
                 self._missing[(owner, catalog_id)] = True
+
+
+class SharedCatalogCache:
+    """The catalog cache on Redis, the in-process one as fallback."""
+
+    def __init__(self, shared: Redis, local: CatalogCache, ttl: float,
+                 missing_ttl: float) -> None:
+        self.redis = shared
+        self.local = local
+        self.ttl = max(1, int(ttl))
+        self.missing_ttl = max(1, int(missing_ttl))
+
+    def lookup(self, owner: str, ids: Iterable[int]
+               ) -> tuple[dict[int, Catalog], list[int], list[int]]:
+        """Split *ids* into cached catalogs, known-missing ids and the rest."""
+        ids = list(ids)
+        return self.redis.run(lambda r: self._lookup(r, owner, ids),
+                              lambda: self.local.lookup(owner, ids))
+
+    def store(self, owner: str, found: Iterable[Catalog],
+              missing: Iterable[int]) -> None:
+        """Remember catalogs SpyCloud returned and ids it did not, here
+        and (while it answers) in Redis."""
+        found, missing = list(found), list(missing)
+        self.local.store(owner, found, missing)
+        self.redis.run(lambda r: self._store(r, owner, found, missing),
+                       lambda: None)
+
+    def _lookup(self, client: redis.Redis, owner: str, ids: list[int]
+                ) -> tuple[dict[int, Catalog], list[int], list[int]]:
+        found: dict[int, Catalog] = {}
+        missing: list[int] = []
+        todo: list[int] = []
+        if ids:
+            values = client.mget([key("catalog", owner, i) for i in ids]
+                                 + [key("missing", owner, i) for i in ids])
+            for n, catalog_id in enumerate(ids):
+                catalog = self._catalog(values[n])
+                if catalog is not None:
+                    found[catalog_id] = catalog
+                elif values[len(ids) + n] is not None:
+                    missing.append(catalog_id)
+                else:
+                    todo.append(catalog_id)
+        metrics.cache("catalog", len(found) + len(missing), len(todo))
+        return found, missing, todo
+
+    def _catalog(self, raw: bytes | None) -> Catalog | None:
+        if raw is None:
+            return None
+        try:
+            return _catalog(raw)
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            self.redis.bad_value("catalog", error)
+            return None
+
+    def _store(self, client: redis.Redis, owner: str,
+               found: list[Catalog], missing: list[int]) -> None:
+        with client.pipeline(transaction=False) as pipe:
+            for catalog in found:
+                pipe.set(key("catalog", owner, catalog.id),
+                         _dump_catalog(catalog), ex=self.ttl)
+            for catalog_id in missing:
+                pipe.set(key("missing", owner, catalog_id), b"1",
+                         ex=self.missing_ttl)
+            pipe.execute()
+
+
+def _dump_catalog(catalog: Catalog) -> bytes:
+    doc = dataclasses.asdict(catalog)
+    doc["published"] = catalog.published.isoformat() if catalog.published \
+        else None
+    return json.dumps(doc).encode()
+
+
+def _catalog(raw: bytes) -> Catalog:
+    doc = json.loads(raw)
+    doc["published"] = dt.datetime.fromisoformat(doc["published"]) \
+        if doc["published"] else None
+    doc["assets"] = tuple(doc["assets"])
+    return Catalog(**doc)

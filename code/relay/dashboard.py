@@ -9,61 +9,16 @@ the top identities and breach titles) is cached, never raw records.
 from __future__ import annotations
 
 import datetime as dt
-import threading
-from collections.abc import Callable, Hashable
-from concurrent.futures import Future
+from collections.abc import Callable
 from typing import Any
 
-from cachetools import TTLCache
-
-from . import metrics, tiles
-from .budget import Budget
+from . import tiles
+from .budget import Budget, out_of_time
+from .digest import key_digest
 from .errors import RelayError, warning
+from .flights import SharedFlight, SingleFlight
 from .lookup import Lookup
-from .shared import Seal, SharedFlight
-from .transport import key_digest, out_of_time
-
-
-class SingleFlight:
-    """A TTL cache whose misses are computed once, however many ask."""
-
-    def __init__(self, ttl: float, size: int = 1024) -> None:
-        self._cache: TTLCache = TTLCache(maxsize=size, ttl=ttl)
-        self._flights: dict[Hashable, Future] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable, compute: Callable[[], Any],
-            timeout: float, keep: Callable[[Any], bool] = lambda _: True,
-            ) -> Any:
-        """Return the cached value of *key*, computing it (once) if needed;
-        a caller that finds it being computed waits at most *timeout*. A
-        value *keep* refuses (it met a failure) serves the callers already
-        waiting for it, and is not cached."""
-        with self._lock:
-            if key in self._cache:
-                metrics.cache("tiles", 1, 0)
-                return self._cache[key]
-            flight = self._flights.get(key)
-            leader = flight is None
-            if leader:
-                flight = self._flights[key] = Future()
-        metrics.cache("tiles", not leader, leader)
-        if not leader:
-            return flight.result(timeout=timeout)
-        try:
-            value = compute()
-        except BaseException as error:
-            flight.set_exception(error)
-            raise
-        else:
-            flight.set_result(value)
-            if keep(value):
-                with self._lock:
-                    self._cache[key] = value
-            return value
-        finally:
-            with self._lock:
-                del self._flights[key]
+from .seal import Seal
 
 
 class Dashboard:

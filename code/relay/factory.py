@@ -18,9 +18,9 @@ from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import metrics, routes, shared, transport
+from . import metrics, routes, transport
 from .auth import JwksCache
-from .catalog_cache import MISSING_TTL, CatalogCache
+from .catalog_cache import MISSING_TTL, CatalogCache, SharedCatalogCache
 from .dashboard import Dashboard
 from .envelope import body, outcome
 from .errors import RelayError
@@ -29,7 +29,10 @@ from .lookup import Lookup
 from .records_cache import RecordsCache
 from .settings import Settings
 from .spycloud import SpyCloud
-from .transport import KeyLimits, Transport
+from .flights import SharedFlight
+from .limits import KeyLimits, SharedKeyLimits
+from .shared import Redis
+from .transport import Transport
 
 log = logging.getLogger("relay")
 LEASE_MARGIN = 5.0  # seconds a shared slot outlives its call's timeouts
@@ -75,16 +78,16 @@ def create_app(
     limits = KeyLimits(settings.max_concurrency)
     flight = None
     if settings.redis_url:  # shared by every worker and replica
-        store = shared.Redis(settings.redis_url, settings.redis_timeout,
-                             settings.redis_retry_interval)
-        catalogs = shared.SharedCatalogCache(
+        store = Redis(settings.redis_url, settings.redis_timeout,
+                      settings.redis_retry_interval)
+        catalogs = SharedCatalogCache(
             store, catalogs, settings.catalog_cache_ttl, MISSING_TTL)
         # A slot is held at most for its request's budget (a trickled body
         # is read until then), so its lease outlives that.
-        limits = shared.SharedKeyLimits(
+        limits = SharedKeyLimits(
             store, limits, settings.request_budget + LEASE_MARGIN)
-        flight = shared.SharedFlight(store, settings.tiles_cache_ttl,
-                                     settings.request_budget)
+        flight = SharedFlight(store, settings.tiles_cache_ttl,
+                              settings.request_budget)
     spycloud = SpyCloud(Transport(settings, limits), settings.max_pages)
     lookup = Lookup(
         spycloud, catalogs,

@@ -29,16 +29,16 @@ from gevent.pool import Group
 from gevent.queue import Empty, Queue
 
 from . import ctim
-from .auth import Options
-from .budget import Budget
+from .options import Options
+from .budget import Budget, out_of_time
 from .catalog_cache import CatalogCache
+from .digest import key_digest
 from .envelope import Bundle
 from .errors import RelayError, warning
 from .observables import Observable
 from .records import Catalog, RecordFilter
 from .records_cache import RecordsCache
 from .spycloud import CATALOG_BATCH, Records, SpyCloud
-from .transport import key_digest, out_of_time
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,6 @@ worth retrying, and turns every failure into a `RelayError` as the table
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -24,11 +23,13 @@ from requests.adapters import HTTPAdapter
 from stamina.instrumentation import RetryDetails
 
 from . import metrics
-from .budget import Budget
+from .budget import Budget, out_of_time
+from .digest import key_digest
 from .errors import (
     AuthorizationError, RelayError, RetryableError, SpyCloudError,
 )
 from .jsonio import loads
+from .limits import KeyLimits
 from .settings import Settings
 from .version import VERSION
 
@@ -63,69 +64,6 @@ NOT_JSON = "SpyCloud answered with a body that is not valid JSON."
 TIMED_OUT = "SpyCloud did not answer in time."
 NO_CONNECTION = "The relay could not connect to SpyCloud."
 TOO_LARGE = "SpyCloud answered with a body larger than {cap:,} bytes."
-OUT_OF_TIME = (
-    "The relay's time budget of {seconds:g} s ran out before SpyCloud answered."
-)
-
-
-def key_digest(api_key: str) -> str:
-    """Return a digest of the API key: what caches and limits are keyed by."""
-    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
-
-
-def out_of_time(budget: Budget) -> SpyCloudError:
-    """Return the error of a request whose budget ran out."""
-    return SpyCloudError(OUT_OF_TIME.format(seconds=budget.seconds),
-                         kind="out_of_time")
-
-
-class KeyLimits:
-    """At most `cap` calls in flight per API key, across all requests.
-
-    A key's semaphore lives while any call holds or awaits it, and is
-    dropped when the last one leaves, so a busy key is never evicted and an
-    idle one costs nothing.
-    """
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self._lock = threading.Lock()
-        self._keys: dict[str, tuple[threading.Semaphore, list[int]]] = {}
-
-    def acquire(self, digest: str, timeout: float) -> bool:
-        """Take a slot for *digest*, waiting at most *timeout* seconds."""
-        with self._lock:
-            entry = self._keys.get(digest)
-            if entry is None:
-                entry = self._keys[digest] = (threading.Semaphore(self.cap), [0])
-            entry[1][0] += 1
-        if entry[0].acquire(blocking=False):
-            return True
-        metrics.KEY_WAITS.inc()
-        taken = False
-        try:
-            taken = entry[0].acquire(timeout=timeout)
-            return taken
-        finally:  # timed out, or the waiting call was stopped
-            if not taken:
-                self._leave(digest)
-
-    def release(self, digest: str) -> None:
-        """Give back a slot taken by `acquire`."""
-        self._keys[digest][0].release()
-        self._leave(digest)
-
-    def in_use(self) -> int:
-        """Return how many keys have calls in flight or waiting."""
-        with self._lock:
-            return len(self._keys)
-
-    def _leave(self, digest: str) -> None:
-        with self._lock:
-            users = self._keys[digest][1]
-            users[0] -= 1
-            if not users[0]:
-                del self._keys[digest]
 
 
 @dataclass(frozen=True)

@@ -268,54 +268,6 @@ def test_api_key_sent_as_header(client, mocked, auth) -> None:
     assert agent.endswith("/1.0.0")
 
 
-@pytest.mark.parametrize(("claims", "options", "named"), [
-    ({}, auth.Options(), []),
-    ({"MIN_SEVERITY": "20", "LOOKBACK_DAYS": 30, "MASK_PASSWORDS": "Yes"},
-     auth.Options(min_severity=20, lookback_days=30, mask_passwords=True), []),
-    ({"MIN_SEVERITY": 25, "LOOKBACK_DAYS": "7", "MASK_PASSWORDS": True},
-     auth.Options(min_severity=25, lookback_days=7, mask_passwords=True), []),
-    ({"MASK_PASSWORDS": "0", "LOOKBACK_DAYS": 3.0, "MIN_SEVERITY": " 5 "},
-     auth.Options(min_severity=5, lookback_days=3), []),
-    ({"MIN_SEVERITY": "", "LOOKBACK_DAYS": " ", "MASK_PASSWORDS": None},
-     auth.Options(), []),
-    ({"MIN_SEVERITY": 30}, auth.Options(), ["MIN_SEVERITY"]),
-    ({"MIN_SEVERITY": "high"}, auth.Options(), ["MIN_SEVERITY"]),
-    ({"MIN_SEVERITY": True}, auth.Options(), ["MIN_SEVERITY"]),
-    ({"LOOKBACK_DAYS": 0}, auth.Options(), ["LOOKBACK_DAYS"]),
-    ({"LOOKBACK_DAYS": "-3"}, auth.Options(), ["LOOKBACK_DAYS"]),
-    ({"LOOKBACK_DAYS": 2.5}, auth.Options(), ["LOOKBACK_DAYS"]),
-    ({"LOOKBACK_DAYS": 10**9}, auth.Options(), ["LOOKBACK_DAYS"]),
-    ({"MASK_PASSWORDS": "maybe"}, auth.Options(), ["MASK_PASSWORDS"]),
-    ({"MASK_PASSWORDS": 2}, auth.Options(), ["MASK_PASSWORDS"]),
-    ({"MASK_PASSWORDS": []}, auth.Options(), ["MASK_PASSWORDS"]),
-    ({"CTR_ENTITIES_LIMIT": 5000}, auth.Options(entities_limit=1000), []),
-    ({"CTR_ENTITIES_LIMIT": 5}, auth.Options(entities_limit=5), []),
-    ({"CTR_ENTITIES_LIMIT": " 8 "}, auth.Options(entities_limit=8), []),
-    *[({"CTR_ENTITIES_LIMIT": bad}, auth.Options(), ["CTR_ENTITIES_LIMIT"])
-      for bad in ("lots", "abc", 0, "0", -3, "2.5", 2.5, True, [])],
-])
-def test_options(claims: dict, options: auth.Options, named: list) -> None:
-    parsed, warnings = auth.parse_options(claims, max_entities_limit=1000)
-    assert parsed == options
-    assert [(w.type, w.code) for w in warnings] == [
-        ("warning", "invalid argument")] * len(named)
-    for warning, name in zip(warnings, named):
-        assert warning.message.startswith(f"The module option {name} has an"
-                                          f" unusable value {claims[name]!r}")
-
-
-@pytest.mark.parametrize(("claims", "default"), [
-    ({"CTR_ENTITIES_LIMIT": "abc"}, "100"),
-    ({"MIN_SEVERITY": 7}, "2"),
-    ({"LOOKBACK_DAYS": 0}, "no limit: records of any age"),
-    ({"MASK_PASSWORDS": "maybe"}, "false"),
-])
-def test_a_warning_names_the_default_as_a_user_writes_it(
-        claims: dict, default: str) -> None:
-    _, (warned,) = auth.parse_options(claims)
-    assert warned.message.endswith(f"; its default ({default}) was used.")
-
-
 def test_unusable_option_is_a_warning_beside_the_answer(
         client, mocked, make_token, jwks) -> None:
     mocked.get(API + "breach/data/emails/jane@example.com",

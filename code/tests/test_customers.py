@@ -18,7 +18,7 @@ import pytest
 from responses import matchers
 
 from devtools.redis_server import RedisServer
-from relay import shared
+from relay import flights
 from relay.factory import create_app
 
 from .conftest import API, API_KEY
@@ -132,7 +132,7 @@ def test_a_failure_is_not_remembered(
     if replicas[0] is not replicas[1]:
         # Shared, it served the replicas waiting for it; it is gone after
         # a second, never kept for the tiles' TTL.
-        time.sleep(shared.FAILED_TTL + 0.1)
+        time.sleep(flights.FAILED_TTL + 0.1)
     # SpyCloud heals: the next request reads it again and answers whole.
     mocked.get(WATCHLIST, json=page([record("A")]))
     mocked.get(CATALOG, json=page([catalog("A")]))

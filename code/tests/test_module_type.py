@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from relay import auth
+from relay import options
 
 MODULE_TYPE = Path(__file__).parents[1] / "module_type.json"
 
@@ -34,16 +34,16 @@ def test_module_type() -> None:
 def test_every_option_is_declared_with_what_xdr_shows() -> None:
     doc = json.loads(MODULE_TYPE.read_text())
     spec = {f["key"]: f for f in doc["configuration_spec"]}
-    options = {f"custom_{name.upper()}".replace("custom_ENTITIES",
-                                                "custom_CTR_ENTITIES")
-               for name in auth.Options.__dataclass_fields__}
-    assert options <= set(spec)
-    for key in options:
+    fields = {f"custom_{name.upper()}".replace("custom_ENTITIES",
+                                               "custom_CTR_ENTITIES")
+              for name in options.Options.__dataclass_fields__}
+    assert fields <= set(spec)
+    for key in fields:
         field = spec[key]
         assert field["required"] is False
         assert field["label"].strip() and field["tooltip"].strip()
     assert spec["custom_MIN_SEVERITY"]["type"] == "options"
     assert [int(o["value"]) for o in spec["custom_MIN_SEVERITY"]["options"]] \
-        == list(auth.SEVERITIES)
+        == list(options.SEVERITIES)
     assert spec["custom_LOOKBACK_DAYS"]["type"] == "integer"
     assert spec["custom_MASK_PASSWORDS"]["type"] == "boolean"

@@ -1,4 +1,6 @@
-"""The Redis-backed shared state, against a real redis-server on loopback."""
+"""What replicas share through Redis (the client's fallback, catalogs,
+the per-key cap, the tiles' flight), against a real redis-server on
+loopback."""
 
 from __future__ import annotations
 
@@ -9,10 +11,11 @@ import time
 import pytest
 
 from devtools.redis_server import RedisServer
-from relay import shared
-from relay.catalog_cache import CatalogCache
+from relay import flights, shared
+from relay.catalog_cache import CatalogCache, SharedCatalogCache
+from relay.limits import KeyLimits, SharedKeyLimits
 from relay.records import parse_catalog
-from relay.transport import KeyLimits
+from relay.seal import Seal
 
 from .conftest import load
 
@@ -31,8 +34,8 @@ def store(server) -> shared.Redis:
 
 
 def test_catalogs_round_trip_and_missing_ids(store) -> None:
-    one = shared.SharedCatalogCache(store, CatalogCache(60, 10), 60, 60)
-    other = shared.SharedCatalogCache(store, CatalogCache(60, 10), 60, 60)
+    one = SharedCatalogCache(store, CatalogCache(60, 10), 60, 60)
+    other = SharedCatalogCache(store, CatalogCache(60, 10), 60, 60)
     catalog = parse_catalog(load("catalog.json"))
     one.store("owner", [catalog], [99])
     assert other.lookup("owner", [11, 99, 7]) == ({11: catalog}, [99], [7])
@@ -40,8 +43,8 @@ def test_catalogs_round_trip_and_missing_ids(store) -> None:
 
 
 def test_the_cap_is_shared_and_a_lease_expires(store) -> None:
-    first = shared.SharedKeyLimits(store, KeyLimits(2), lease=0.3)
-    second = shared.SharedKeyLimits(store, KeyLimits(2), lease=0.3)
+    first = SharedKeyLimits(store, KeyLimits(2), lease=0.3)
+    second = SharedKeyLimits(store, KeyLimits(2), lease=0.3)
     assert first.acquire("k", 0)
     assert second.acquire("k", 0)
     assert not second.acquire("k", 0.05)  # two held, across "replicas"
@@ -54,7 +57,7 @@ def test_the_cap_is_shared_and_a_lease_expires(store) -> None:
 
 
 def test_never_more_than_the_cap_at_once(store) -> None:
-    limits = [shared.SharedKeyLimits(store, KeyLimits(3), lease=5)
+    limits = [SharedKeyLimits(store, KeyLimits(3), lease=5)
               for _ in range(3)]
     lock = threading.Lock()
     seen = {"now": 0, "peak": 0}
@@ -78,11 +81,11 @@ def test_never_more_than_the_cap_at_once(store) -> None:
     assert seen["peak"] == 3
 
 
-SEAL = shared.Seal("customer-api-key")
+SEAL = Seal("customer-api-key")
 VALUE = {"tiles": {"x": 1}, "warnings": [], "complete": True}
 
 
-def five_tiles_at_once(flights: list, name: str) -> tuple[list, int]:
+def five_tiles_at_once(replicas: list, name: str) -> tuple[list, int]:
     """Ask *name* five times at once on three replicas; return the answers
     and how many times the value was computed."""
     computed = []
@@ -93,7 +96,7 @@ def five_tiles_at_once(flights: list, name: str) -> tuple[list, int]:
         return VALUE
 
     results = []
-    threads = [threading.Thread(target=lambda f=flights[n % 3]: results
+    threads = [threading.Thread(target=lambda f=replicas[n % 3]: results
                                 .append(f.get(name, compute, 5, SEAL)))
                for n in range(5)]
     for thread in threads:
@@ -104,15 +107,15 @@ def five_tiles_at_once(flights: list, name: str) -> tuple[list, int]:
 
 
 def test_a_flight_is_computed_once_across_replicas(store) -> None:
-    flights = [shared.SharedFlight(store, 60, 5) for _ in range(3)]
+    replicas = [flights.SharedFlight(store, 60, 5) for _ in range(3)]
     for round_ in range(20):
-        assert five_tiles_at_once(flights, f"owner:{round_}") == (
+        assert five_tiles_at_once(replicas, f"owner:{round_}") == (
             [VALUE] * 5, 1), f"round {round_}"
 
 
 def test_a_failed_leader_leaves_the_next_caller_computing_at_once(
         store) -> None:
-    leader, follower = (shared.SharedFlight(store, 60, 30) for _ in range(2))
+    leader, follower = (flights.SharedFlight(store, 60, 30) for _ in range(2))
 
     def fail() -> dict:
         raise RuntimeError("SpyCloud failed")
@@ -125,19 +128,19 @@ def test_a_failed_leader_leaves_the_next_caller_computing_at_once(
 
 
 def test_a_value_that_met_a_failure_is_kept_seconds_only(store) -> None:
-    flight = shared.SharedFlight(store, 900, 5)
+    flight = flights.SharedFlight(store, 900, 5)
     failed = {**VALUE, "complete": False}
     assert flight.get("owner:day", lambda: failed, 5, SEAL,
                       keep=lambda v: v["complete"]) == failed
     ttl = store.client.ttl(shared.PREFIX + "tiles:owner:day")
-    assert 0 < ttl <= shared.FAILED_TTL
+    assert 0 < ttl <= flights.FAILED_TTL
     assert flight.get("owner:week", lambda: VALUE, 5, SEAL,
                       keep=lambda v: v["complete"]) == VALUE
     assert store.client.ttl(shared.PREFIX + "tiles:owner:week") > 800
 
 
 def test_a_slow_leaders_publish_keeps_the_next_leaders_lock(store) -> None:
-    slow, next_ = (shared.SharedFlight(store, 60, 0.1) for _ in range(2))
+    slow, next_ = (flights.SharedFlight(store, 60, 0.1) for _ in range(2))
     lock = shared.PREFIX + "tiles-lock:owner:day"
     inside = []
 
@@ -152,22 +155,22 @@ def test_a_slow_leaders_publish_keeps_the_next_leaders_lock(store) -> None:
 
 
 def test_only_the_customer_can_read_the_figures(store) -> None:
-    flight = shared.SharedFlight(store, 60, 5)
+    flight = flights.SharedFlight(store, 60, 5)
     secret = {"tiles": {"most": [{"email": "jane.doe@corp.example"}]},
               "warnings": [], "complete": True}
     flight.get("owner:day", lambda: secret, 5, SEAL)
     raw = store.client.get(shared.PREFIX + "tiles:owner:day")
     assert b"jane.doe" not in raw and b"tiles" not in raw
     # Another key cannot open it: a miss, computed afresh.
-    other = shared.Seal("another-api-key")
+    other = Seal("another-api-key")
     assert flight.get("owner:day", lambda: VALUE, 5, other) == VALUE
 
 
 @pytest.mark.parametrize("raw", [
     b"garbage", b'{"id": 11}', b"\x00\xff" * 40, b"[]"])
 def test_an_unreadable_value_is_a_miss(store, caplog, raw) -> None:
-    catalogs = shared.SharedCatalogCache(store, CatalogCache(60, 10), 60, 60)
-    flight = shared.SharedFlight(store, 60, 5)
+    catalogs = SharedCatalogCache(store, CatalogCache(60, 10), 60, 60)
+    flight = flights.SharedFlight(store, 60, 5)
     store.client.set(shared.PREFIX + "catalog:owner:11", raw)
     store.client.set(shared.PREFIX + "tiles:owner:day", raw)
     with caplog.at_level(logging.WARNING, logger="relay.shared"):
@@ -183,7 +186,7 @@ def test_an_unreadable_value_is_a_miss(store, caplog, raw) -> None:
 
 def test_values_of_an_older_release_are_not_read(store) -> None:
     store.client.set("relay:catalog:owner:11", b'{"id": 11}')
-    catalogs = shared.SharedCatalogCache(store, CatalogCache(60, 10), 60, 60)
+    catalogs = SharedCatalogCache(store, CatalogCache(60, 10), 60, 60)
     assert catalogs.lookup("owner", [11]) == ({}, [], [11])
     assert shared.PREFIX != "relay:"
 
@@ -192,8 +195,8 @@ def test_redis_down_falls_back_and_warns_once(caplog) -> None:
     down = shared.Redis("redis://127.0.0.1:1/0", timeout=0.05,
                         retry_interval=0.2)
     local = CatalogCache(60, 10)
-    catalogs = shared.SharedCatalogCache(down, local, 60, 60)
-    limits = shared.SharedKeyLimits(down, KeyLimits(1), lease=5)
+    catalogs = SharedCatalogCache(down, local, 60, 60)
+    limits = SharedKeyLimits(down, KeyLimits(1), lease=5)
     catalog = parse_catalog(load("catalog.json"))
     with caplog.at_level(logging.WARNING, logger="relay.shared"):
         catalogs.store("owner", [catalog], [])
@@ -202,7 +205,7 @@ def test_redis_down_falls_back_and_warns_once(caplog) -> None:
         assert not limits.acquire("k", 0)
         limits.release("k")
         assert limits.acquire("k", 0)
-        flight = shared.SharedFlight(down, 60, 5)
+        flight = flights.SharedFlight(down, 60, 5)
         assert flight.get("x", lambda: {"v": 1}, 1, SEAL) == {"v": 1}
     warned = [r for r in caplog.records
               if r.getMessage().startswith("Redis unavailable")]

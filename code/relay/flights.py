@@ -1,0 +1,158 @@
+"""A value computed once however many ask at once: in process
+(`SingleFlight`, a TTL cache whose misses are computed once), or across
+every replica through Redis (`SharedFlight`); a value that met a failure
+serves the callers waiting for it and is not kept."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future
+from typing import Any
+
+from cachetools import TTLCache
+from cryptography.exceptions import InvalidTag
+
+from . import metrics
+from .seal import Seal
+from .shared import POLL, Redis, key
+
+# An aggregate that met a SpyCloud failure serves the replicas waiting for
+# it (they poll every 20 ms), then is dropped after this many seconds.
+FAILED_TTL = 1
+
+# A flight's value, or its lock: one atomic step, so two replicas cannot
+# both miss the value and both take the lock. KEYS: value, lock; ARGV:
+# the caller's token, the lock's life in ms. {1, value} | {2} (the caller
+# holds the lock) | {0} (another holds it).
+READ_OR_LOCK = """
+local value = redis.call('GET', KEYS[1])
+if value then return {1, value} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {2}
+end
+return {0}
+"""
+
+# Publish a flight's value (unless ARGV[2] is empty) and release its lock,
+# only if the caller still owns it. KEYS: value, lock; ARGV: token, value,
+# its life in seconds.
+PUBLISH = """
+if ARGV[2] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
+end
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+end
+return 1
+"""
+
+
+class SingleFlight:
+    """A TTL cache whose misses are computed once, however many ask."""
+
+    def __init__(self, ttl: float, size: int = 1024) -> None:
+        self._cache: TTLCache = TTLCache(maxsize=size, ttl=ttl)
+        self._flights: dict[Hashable, Future] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: Hashable, compute: Callable[[], Any],
+            timeout: float, keep: Callable[[Any], bool] = lambda _: True,
+            ) -> Any:
+        """Return the cached value of *name*, computing it (once) if needed;
+        a caller that finds it being computed waits at most *timeout*. A
+        value *keep* refuses (it met a failure) serves the callers already
+        waiting for it, and is not cached."""
+        with self._lock:
+            if name in self._cache:
+                metrics.cache("tiles", 1, 0)
+                return self._cache[name]
+            flight = self._flights.get(name)
+            leader = flight is None
+            if leader:
+                flight = self._flights[name] = Future()
+        metrics.cache("tiles", not leader, leader)
+        if not leader:
+            return flight.result(timeout=timeout)
+        try:
+            value = compute()
+        except BaseException as error:
+            flight.set_exception(error)
+            raise
+        else:
+            flight.set_result(value)
+            if keep(value):
+                with self._lock:
+                    self._cache[name] = value
+            return value
+        finally:
+            with self._lock:
+                del self._flights[name]
+
+
+class SharedFlight:
+    """Tile aggregates on Redis, computed once across replicas: the caller
+    that takes the flight's lock computes, the others wait (by their
+    budget) for its value. The lock holds its owner's token and is
+    released by that owner only, on failure too, so the next caller
+    computes at once. Values are sealed with the customer's key."""
+
+    def __init__(self, shared: Redis, ttl: float, lock_ttl: float) -> None:
+        self.redis = shared
+        self.ttl = max(1, int(ttl))
+        self.lock_ms = int(lock_ttl * 1000)
+        self._read_or_lock = shared.client.register_script(READ_OR_LOCK)
+        self._publish = shared.client.register_script(PUBLISH)
+
+    def get(self, name: str, compute: Callable[[], dict], timeout: float,
+            seal: Seal, keep: Callable[[dict], bool] = lambda _: True,
+            ) -> dict:
+        """Return the shared value of *name*, computing it at most once
+        across replicas while Redis answers (else here, unshared). A value
+        *keep* refuses (it met a failure) is shared for seconds only."""
+        value_key, lock_key = key("tiles", name), key("tiles-lock", name)
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.redis.run(
+                lambda r: self._read_or_lock(
+                    keys=[value_key, lock_key], args=[token, self.lock_ms],
+                    client=r),
+                lambda: [2])
+            # Look-ups are counted once, by the process's own flight.
+            if state[0] == 1:
+                value = self._open(seal, value_key, state[1])
+                if value is not None:
+                    return value
+            if state[0] != 0:  # the lock is ours, or the value unusable
+                return self._compute(value_key, lock_key, token, compute,
+                                     seal, keep)
+            if time.monotonic() >= deadline:
+                raise TimeoutError
+            time.sleep(POLL * 4)
+
+    def _compute(self, value_key: str, lock_key: str, token: str,
+                 compute: Callable[[], dict], seal: Seal,
+                 keep: Callable[[dict], bool]) -> dict:
+        sealed, life = b"", 0
+        try:
+            value = compute()
+            sealed = seal.close(value_key, value)
+            life = self.ttl if keep(value) else FAILED_TTL
+            return value
+        finally:  # published, or the lock released for the next caller
+            self.redis.run(lambda r: self._publish(
+                keys=[value_key, lock_key], args=[token, sealed, life],
+                client=r), lambda: None)
+
+    def _open(self, seal: Seal, value_key: str, raw: bytes) -> dict | None:
+        try:
+            value = seal.open(value_key, raw)
+            if not isinstance(value, dict):
+                raise TypeError("not an object")
+            return value
+        except (ValueError, TypeError, InvalidTag) as error:
+            self.redis.bad_value("tiles", error)
+            return None

@@ -1,0 +1,134 @@
+"""At most `SPYCLOUD_MAX_CONCURRENCY` SpyCloud calls in flight per API key:
+in process (`KeyLimits`), or across every worker and replica as leased
+slots in Redis (`SharedKeyLimits`), the process's own as fallback."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+from . import metrics
+from .shared import POLL, Redis, key
+
+# Take a slot of a key's cap: drop expired leases (a crashed holder's),
+# then add ours if fewer than the cap are held. KEYS[1] the key's slots;
+# ARGV: cap, lease in ms, token. Redis' own clock, the same for replicas.
+ACQUIRE = """
+local now = redis.call('TIME')
+local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[2]), ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+class KeyLimits:
+    """At most `cap` calls in flight per API key, across all requests.
+
+    A key's semaphore lives while any call holds or awaits it, and is
+    dropped when the last one leaves, so a busy key is never evicted and an
+    idle one costs nothing.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._lock = threading.Lock()
+        self._keys: dict[str, tuple[threading.Semaphore, list[int]]] = {}
+
+    def acquire(self, digest: str, timeout: float) -> bool:
+        """Take a slot for *digest*, waiting at most *timeout* seconds."""
+        with self._lock:
+            entry = self._keys.get(digest)
+            if entry is None:
+                entry = self._keys[digest] = (threading.Semaphore(self.cap), [0])
+            entry[1][0] += 1
+        if entry[0].acquire(blocking=False):
+            return True
+        metrics.KEY_WAITS.inc()
+        taken = False
+        try:
+            taken = entry[0].acquire(timeout=timeout)
+            return taken
+        finally:  # timed out, or the waiting call was stopped
+            if not taken:
+                self._leave(digest)
+
+    def release(self, digest: str) -> None:
+        """Give back a slot taken by `acquire`."""
+        self._keys[digest][0].release()
+        self._leave(digest)
+
+    def _leave(self, digest: str) -> None:
+        with self._lock:
+            users = self._keys[digest][1]
+            users[0] -= 1
+            if not users[0]:
+                del self._keys[digest]
+
+
+class SharedKeyLimits:
+    """The per-key cap across every worker and replica: leased slots in a
+    sorted set per key digest, so a crashed holder's slot expires."""
+
+    def __init__(self, shared: Redis, local: KeyLimits, lease: float) -> None:
+        self.redis = shared
+        self.local = local
+        self.cap = local.cap
+        self.lease_ms = int(lease * 1000)
+        self._acquire = shared.client.register_script(ACQUIRE)
+        self._tokens = threading.local()
+
+    def acquire(self, digest: str, timeout: float) -> bool:
+        """Take a slot for *digest*, waiting at most *timeout* seconds."""
+        if not self.redis.up():
+            return self._local(digest, timeout)
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + timeout
+        waited = False
+        while True:
+            taken = self.redis.run(
+                lambda r, t=token: bool(self._acquire(
+                    keys=[key("slots", digest)],
+                    args=[self.cap, self.lease_ms, t], client=r)),
+                lambda: None)
+            if taken is None:  # Redis failed: the process's own cap
+                return self._local(digest, max(0.0, deadline - time.monotonic()))
+            if taken:
+                self._held().append((digest, token))
+                return True
+            if not waited:
+                metrics.KEY_WAITS.inc()
+                waited = True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL)
+
+    def release(self, digest: str) -> None:
+        """Give back the slot this thread took for *digest*."""
+        held = self._held()
+        for n, (owner, token) in enumerate(held):
+            if owner == digest:
+                del held[n]
+                if token is None:
+                    self.local.release(digest)
+                else:
+                    self.redis.run(
+                        lambda r, t=token: r.zrem(key("slots", digest), t),
+                        lambda: None)
+                return
+
+    def _local(self, digest: str, timeout: float) -> bool:
+        if self.local.acquire(digest, timeout):
+            self._held().append((digest, None))
+            return True
+        return False
+
+    def _held(self) -> list[tuple[str, str | None]]:
+        if not hasattr(self._tokens, "held"):
+            self._tokens.held = []
+        return self._tokens.held

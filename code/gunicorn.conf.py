@@ -86,15 +86,15 @@ def when_ready(server):
         metrics.serve(SETTINGS.metrics_bind)
 
 
-def child_exit(server, worker):
-    """Forget a dead worker's live gauges in the shared metrics."""
-    from relay import metrics
-
-    metrics.worker_exited(worker.pid)
-
-
 def post_worker_init(worker):
-    """Exempt what start-up built (modules, the app) from garbage collection
-    scans: each full collection would otherwise walk ~45,000 objects that
-    live as long as the worker, while an answer builds thousands more."""
+    """Set up what is the worker process's own: retries logged by the
+    relay's hook (stamina's hooks are process-wide; its default would log
+    bare event names), and what start-up built (modules, the app) exempt
+    from garbage collection scans: each full collection would otherwise
+    walk ~45,000 objects that live as long as the worker."""
+    import stamina
+
+    from relay.transport import log_retry
+
+    stamina.instrumentation.set_on_retry_hooks([log_retry])
     gc.freeze()

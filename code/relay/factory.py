@@ -13,12 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
-import stamina
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import metrics, routes, transport
+from . import metrics, routes
 from .auth import JwksCache
 from .catalog_cache import MISSING_TTL, CatalogCache, SharedCatalogCache
 from .dashboard import Dashboard
@@ -65,9 +64,6 @@ def create_app(
     *clock* drives the JWKS cache's lifetimes and *now* is the wall clock
     of lookback days and tile windows (tests pass fakes)."""
     settings = settings or Settings.from_env()
-    # Retries are logged at INFO by the relay's own hook, with the endpoint
-    # and request id (stamina's default hook would log bare event names).
-    stamina.instrumentation.set_on_retry_hooks([transport.log_retry])
     app = Flask(__name__)
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

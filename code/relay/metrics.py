@@ -1,4 +1,5 @@
-"""Prometheus metrics of the relay (docs/operations.md lists them).
+"""Prometheus metrics of the relay (the README's "Logs and metrics" lists
+them).
 
 Under gunicorn with `METRICS_BIND` set, `gunicorn.conf.py` points the
 client at a directory shared by the workers (its multiprocess mode), and
@@ -7,8 +8,6 @@ XDR-facing port.
 """
 
 from __future__ import annotations
-
-import os
 
 from prometheus_client import (
     CollectorRegistry, Counter, Histogram, multiprocess, start_http_server,
@@ -23,9 +22,6 @@ DURATION = Histogram(
 SPYCLOUD_CALLS = Counter(
     "relay_spycloud_calls", "SpyCloud calls by endpoint and outcome (ok,"
     " retried, throttled, quota, error)", ["endpoint", "outcome"])
-RETRIES = Counter(
-    "relay_spycloud_retries", "Retries of SpyCloud calls, by endpoint",
-    ["endpoint"])
 CACHE = Counter(
     "relay_cache_lookups", "Cache look-ups by cache (catalog, records, tiles)"
     " and result (hit, miss)", ["cache", "result"])
@@ -57,9 +53,3 @@ def serve(bind: str) -> None:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     start_http_server(int(port), host.strip("[]"), registry=registry)
-
-
-def worker_exited(pid: int) -> None:
-    """Drop a dead worker's live gauges from the shared directory."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.mark_process_dead(pid)

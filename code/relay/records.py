@@ -29,7 +29,6 @@ class Page:
 
     results: tuple[Mapping[str, Any], ...]
     cursor: str
-    hits: int
 
 
 @dataclass(frozen=True)
@@ -126,10 +125,7 @@ def parse_page(payload: Any) -> Page:
     cursor = payload.get("cursor") or ""
     if not isinstance(cursor, str):
         raise PayloadError("'cursor' is not a string")
-    hits = payload.get("hits")
-    if not _is_int(hits):
-        hits = len(results)
-    return Page(tuple(results), cursor, hits)
+    return Page(tuple(results), cursor)
 
 
 def parse_record(

@@ -227,7 +227,8 @@ class Settings:
     max_concurrency: int = var(
         "SPYCLOUD_MAX_CONCURRENCY", 20, count,
         "SpyCloud calls in flight per API key, across all requests of a"
-        " process; also the most one request fans out")
+        " process (with `REDIS_URL`, of every replica); also the most one"
+        " request fans out")
     retry_attempts: int = var(
         "SPYCLOUD_RETRY_ATTEMPTS", 3, count,
         "attempts per call on throttling, 500/502/503/504, timeouts and"

@@ -126,7 +126,6 @@ class Transport:
                                   settings.retry_wait_max)
             if decision is not False:
                 metrics.SPYCLOUD_CALLS.labels(endpoint, "retried").inc()
-                metrics.RETRIES.labels(endpoint).inc()
             return decision
 
         if budget.remaining() <= 0:

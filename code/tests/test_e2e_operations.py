@@ -182,7 +182,7 @@ def test_metrics_agree_with_the_emulator(two_workers) -> None:
     ok = delta("relay_spycloud_calls_total", outcome="ok")
     retried = delta("relay_spycloud_calls_total", outcome="retried")
     assert ok + retried == made
-    assert retried == 1 and delta("relay_spycloud_retries_total") == 1
+    assert retried == 1
     assert delta("relay_requests_total", route="/observe/observables",
                  outcome="ok") == 13
     assert delta("relay_request_duration_seconds_count",

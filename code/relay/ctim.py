@@ -14,6 +14,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from . import pivots
@@ -120,11 +121,21 @@ def _secret(field: str) -> bool:
     return field in MASKED_FIELDS or field.startswith(MASKED_PREFIX)
 
 
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of a data table, as CTIM describes it (orjson writes it
+    as `{"name", "type"}`). Immutable, so one description serves every
+    table of the same field names."""
+
+    name: str
+    type: str = "string"
+
+
 @functools.lru_cache(maxsize=1024)
-def _columns(names: tuple[str, ...]) -> list[dict[str, str]]:
-    # Records of one source share their field names: build the list once.
-    return [{"name": cut(name, SHORT_TEXT), "type": "string"}
-            for name in names]
+def _columns(names: tuple[str, ...]) -> tuple[Column, ...]:
+    # Records of one source share their field names: describe them once
+    # (building them for every record cost 40 % of the mapping).
+    return tuple(Column(cut(name, SHORT_TEXT)) for name in names)
 
 
 def sighting(
@@ -218,10 +229,8 @@ def _related(source: dict[str, str], relation: str,
             "source": dict(source), "related": dict(related)}
 
 
-@functools.lru_cache(maxsize=1024)
 def indicator(catalog: Catalog) -> dict[str, Any]:
-    """Map one breach catalog to an Indicator (cached: a breach is shared
-    by many observables and requests)."""
+    """Map one breach catalog to an Indicator."""
     doc: dict[str, Any] = {
         "id": indicator_id(catalog.id),
         "type": "indicator",
@@ -285,9 +294,12 @@ def observe(
     records: Sequence[Record],
     catalogs: Mapping[int, Catalog],
     mask: bool = False,
+    made: dict[int, dict[str, Any]] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Map the records of one observable (type, value) and their catalogs
-    to CTIM entities."""
+    to CTIM entities. *made* holds the Indicators one answer has built
+    already (a breach is shared by many of its observables)."""
+    made = {} if made is None else made
     sightings, indicators, relationships = [], [], []
     seen: set[int] = set()
     for record in records:
@@ -298,7 +310,9 @@ def observe(
             continue
         if catalog.id not in seen:
             seen.add(catalog.id)
-            indicators.append(indicator(catalog))
+            if catalog.id not in made:
+                made[catalog.id] = indicator(catalog)
+            indicators.append(made[catalog.id])
         relationships.append(relationship(doc["id"], indicator_id(catalog.id)))
     return {
         "sightings": sightings,

@@ -100,11 +100,13 @@ class Lookup:
     ) -> tuple[Bundle, list[RelayError]]:
         """Return the CTIM entities of *observables*, in order, and the
         errors met; everything is over when the budget is."""
+        made: dict[int, dict[str, Any]] = {}  # this answer's Indicators
+
         def entities(observable: Observable, found: Records,
                      catalogs: Mapping[int, Catalog]) -> Entities:
             return ctim.observe((observable.type, observable.value),
                                 found.records, catalogs,
-                                options.mask_passwords)
+                                options.mask_passwords, made)
 
         mapped, errors = _Observe(self, key, observables, options, budget,
                                   entities).run()

@@ -11,7 +11,7 @@ import pytest
 from dirty_equals import IsStr
 
 from relay import ctim
-from relay.records import Newest, parse_catalog, parse_record
+from relay.records import parse_catalog, parse_record
 
 from .conftest import load
 
@@ -252,42 +252,6 @@ def test_observe_links_each_sighting_to_one_indicator_per_catalog() -> None:
     assert [i["id"] for i in out["indicators"]] == [ctim.indicator_id(11)]
     assert [(r["source_ref"], r["target_ref"]) for r in out["relationships"]] \
         == [(s["id"], ctim.indicator_id(11)) for s in out["sightings"][:2]]
-
-
-def newest(records: list, limit: int, pages: int = 1) -> list[str]:
-    kept = Newest(limit)
-    step = max(1, len(records) // pages)
-    for start in range(0, len(records), step):
-        kept.add(records[start:start + step])
-    return [r.document_id for r in kept.records()]
-
-
-def test_newest_first_stable_for_ties_and_cut() -> None:
-    records = [
-        record(document_id="old", spycloud_publish_date="2019-01-01"),
-        record(document_id="new1", spycloud_publish_date="2022-01-01"),
-        record(document_id="mid", spycloud_publish_date="2020-01-01"),
-        record(document_id="new2", spycloud_publish_date="2022-01-01"),
-    ]
-    assert newest(records, 3) == ["new1", "new2", "mid"]
-    assert newest(records, 3, pages=4) == ["new1", "new2", "mid"]
-    assert newest(records, 10) == ["new1", "new2", "mid", "old"]
-    assert newest(records, 1, pages=2) == ["new1"]
-
-
-def test_newest_ties_beyond_the_limit_keep_the_first_arrivals() -> None:
-    records = [record(document_id=f"d{n}", spycloud_publish_date="2021-05-05")
-               for n in range(6)]
-    assert newest(records, 4, pages=3) == ["d0", "d1", "d2", "d3"]
-
-
-def test_newest_holds_no_more_than_its_limit() -> None:
-    kept = Newest(2)
-    for day in range(1, 29):
-        kept.add([record(document_id=f"d{day}",
-                         spycloud_publish_date=f"2021-02-{day:02d}")])
-        assert len(kept.records()) == min(day, 2)
-    assert [r.document_id for r in kept.records()] == ["d28", "d27"]
 
 
 def test_time_format() -> None:

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from relay.records import (
-    PayloadError, parse_catalog, parse_page, parse_record, parse_time,
+    Newest, PayloadError, RecordFilter, parse_catalog, parse_page,
+    parse_record, parse_time,
 )
 
 GOOD = {
@@ -81,3 +82,67 @@ def test_catalog_minimal() -> None:
 ])
 def test_parse_time(text: Any, expected: dt.datetime | None) -> None:
     assert parse_time(text) == expected
+
+
+def made(**changes: Any):
+    return parse_record({**GOOD, **changes})
+
+
+def newest(records: list, limit: int, pages: int = 1) -> list[str]:
+    kept = Newest(limit)
+    step = max(1, len(records) // pages)
+    for start in range(0, len(records), step):
+        kept.add(records[start:start + step])
+    return [r.document_id for r in kept.records()]
+
+
+def test_newest_first_stable_for_ties_and_cut() -> None:
+    records = [
+        made(document_id="old", spycloud_publish_date="2019-01-01"),
+        made(document_id="new1", spycloud_publish_date="2022-01-01"),
+        made(document_id="mid", spycloud_publish_date="2020-01-01"),
+        made(document_id="new2", spycloud_publish_date="2022-01-01"),
+    ]
+    assert newest(records, 3) == ["new1", "new2", "mid"]
+    assert newest(records, 3, pages=4) == ["new1", "new2", "mid"]
+    assert newest(records, 10) == ["new1", "new2", "mid", "old"]
+    assert newest(records, 1, pages=2) == ["new1"]
+
+
+def test_newest_ties_beyond_the_limit_keep_the_first_arrivals() -> None:
+    records = [made(document_id=f"d{n}", spycloud_publish_date="2021-05-05")
+               for n in range(6)]
+    assert newest(records, 4, pages=3) == ["d0", "d1", "d2", "d3"]
+
+
+def test_newest_holds_no_more_than_its_limit() -> None:
+    kept = Newest(2)
+    for day in range(1, 29):
+        kept.add([made(document_id=f"d{day}",
+                       spycloud_publish_date=f"2021-02-{day:02d}")])
+        assert len(kept.records()) == min(day, 2)
+    assert [r.document_id for r in kept.records()] == ["d28", "d27"]
+
+
+def test_newest_counts_every_record_it_is_offered() -> None:
+    kept = Newest(2)
+    kept.add([made(document_id=f"d{n}") for n in range(5)])
+    kept.add([made(document_id="late")])
+    assert kept.seen == 6
+    assert len(kept.records()) == 2
+
+
+@pytest.mark.parametrize(("severity", "minimum", "admitted"), [
+    (None, 25, True),  # a record without a severity is kept
+    (2, 5, False), (5, 5, True), (26, 25, True), (30, 25, True),
+    (20, 0, True),
+])
+def test_the_filter_by_severity(severity, minimum, admitted) -> None:
+    record = made(severity=severity) if severity is not None else made()
+    assert RecordFilter(min_severity=minimum).admits(record) is admitted
+
+
+def test_the_filter_by_day() -> None:
+    only = RecordFilter(since=dt.date(2020, 1, 1))
+    assert only.admits(made(spycloud_publish_date="2020-01-01T00:00:00Z"))
+    assert not only.admits(made(spycloud_publish_date="2019-12-31T23:59:59Z"))

@@ -1,18 +1,15 @@
-"""Retries, Retry-After, the time budget and key rotation, HTTP in and out."""
+"""Retries, Retry-After and the time budget, HTTP in and out."""
 
 from __future__ import annotations
 
 import pytest
 import requests
 
-from devtools.tokenkit import TokenKit
-from relay.factory import create_app
 from relay.budget import Budget
 from relay.errors import RetryableError, SpyCloudError
-from relay.settings import Settings
 from relay.transport import RETRY_AFTER_MAX, retry_wait
 
-from .conftest import API, API_KEY, AUDIENCE, JWKS_HOST, JWKS_URL
+from .conftest import API, API_KEY
 
 EMAIL = "jane@example.com"
 RECORDS = API + "breach/data/emails/" + EMAIL
@@ -100,40 +97,3 @@ def test_budget_expiry_mid_request_keeps_what_was_obtained(
     assert {e["message"] for e in body["errors"]} == {
         "SpyCloud did not answer in time."
     }
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_unknown_kid_one_refresh_then_error(mocked, kit) -> None:
-    clock = Clock()
-    app = create_app(Settings(
-        spycloud_api_url=API, allowed_jwks_hosts=frozenset({JWKS_HOST}),
-        jwks_url_template="http://{jwks_host}/.well-known/jwks",
-    ), clock=clock)
-    http = app.test_client()
-    claims = {"key": API_KEY, "jwks_host": JWKS_HOST, "aud": AUDIENCE}
-    fetches = mocked.get(JWKS_URL, json=kit.jwks())
-    mocked.get(API + "watchlist/example.org",
-               json={"cursor": "", "hits": 0, "results": []})
-    good = f"Bearer {kit.mint(claims)}"
-    assert http.post("/health", headers={"Authorization": good}).json == {
-        "data": {"status": "ok"}
-    }
-    clock.now += 120  # past the refresh interval, within the cache's life
-    stranger = TokenKit(kit.private_key, kid="rotated-away")
-    bad = f"Bearer {stranger.mint(claims)}"
-    for _ in range(3):
-        assert http.post("/health", headers={"Authorization": bad}).json == {
-            "errors": [{
-                "type": "fatal", "code": "authorization error",
-                "message": "Authorization failed: kid from JWT header not"
-                " found in API response",
-            }]
-        }
-    assert fetches.call_count == 2  # the first fetch and exactly one refresh

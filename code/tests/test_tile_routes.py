@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import responses
+from prometheus_client import REGISTRY
 from responses import matchers
 
 from relay.factory import create_app
@@ -150,10 +151,19 @@ def test_five_tiles_at_once_read_the_watchlist_once(
     reads = []
     lock = threading.Lock()
 
+    def joined() -> float:  # tile requests that found the read under way
+        return REGISTRY.get_sample_value("relay_cache_lookups_total", {
+            "cache": "tiles", "result": "hit"}) or 0.0
+
+    before = joined()
+
     def watchlist(request):
         with lock:
             reads.append(request.url)
-        time.sleep(0.1)  # the others arrive while this read is under way
+        # Answer once the four other tiles wait for this read.
+        deadline = time.monotonic() + 5
+        while joined() - before < 4 and time.monotonic() < deadline:
+            time.sleep(0.005)
         return 200, {}, json.dumps(page([rec(1, "2026-03-14")]))
 
     mocked.add_callback(responses.GET, re.compile(WATCHLIST + ".*"),

@@ -1,11 +1,12 @@
 # The SpyCloud relay for Cisco XDR, served by gunicorn on port 9090.
-# Stage 1 builds a virtualenv from the pinned requirements; stage 2 holds
+# Stage 1 builds a virtualenv from the hash-locked requirements; stage 2 holds
 # only that virtualenv and the relay's runtime files (no tests, no devtools).
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 COPY code/requirements.txt /tmp/requirements.txt
-RUN /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+RUN /opt/venv/bin/pip install --no-cache-dir --require-hashes \
+    -r /tmp/requirements.txt
 
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH \

@@ -3,18 +3,20 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(CURDIR)/$(VENV)/bin
 
-.PHONY: test demo token tiles bench load audit settings-table venv clean
+.PHONY: test demo token tiles bench load audit settings-table lock venv clean
 
 venv: $(VENV)/.installed
 
+# Every package, transitive ones too, pinned with its hashes (make lock).
 $(VENV)/.installed: code/requirements.txt code/requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		-r code/requirements-dev.txt
+		--require-hashes -r code/requirements-dev.txt
 	touch $@
 
 test: venv
 	cd code && $(BIN)/flake8 .
+	cd code && $(BIN)/mypy
 	cd code && $(BIN)/python -m pytest --cov --cov-fail-under=90
 
 demo: venv
@@ -38,6 +40,15 @@ load: venv
 # The README's table of environment variables, from code/relay/settings.py.
 settings-table: venv
 	@cd code && $(BIN)/python -c "from relay.settings import table; print(table())"
+
+# Compile the lock files (every transitive package and its hashes) from
+# code/requirements.in and code/requirements-dev.in.
+LOCK := --quiet --generate-hashes --allow-unsafe --no-strip-extras \
+	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host
+lock: venv
+	cd code && $(BIN)/pip-compile $(LOCK) -o requirements.txt requirements.in
+	cd code && $(BIN)/pip-compile $(LOCK) -o requirements-dev.txt \
+		requirements-dev.in
 
 audit: venv
 	$(BIN)/bandit -q -r code/relay

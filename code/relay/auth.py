@@ -82,7 +82,7 @@ def reason_code(error: AuthorizationError) -> str:
 def _refused(text: str, reason: str) -> AuthorizationError:
     """An AuthorizationError whose log reason is more precise than its text."""
     error = AuthorizationError(text)
-    error.reason = reason  # type: ignore[attr-defined]
+    error.reason = reason
     return error
 
 
@@ -190,7 +190,8 @@ class JwksCache:
         try:
             response = self._session.get(
                 url,
-                timeout=tuple(min(t, left) for t in self.TIMEOUT),
+                timeout=(min(self.TIMEOUT[0], left),
+                         min(self.TIMEOUT[1], left)),
                 allow_redirects=False,
             )
             response.raise_for_status()

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import threading
 from collections.abc import Iterable
+from typing import Protocol
 
 import redis
 from cachetools import TTLCache
@@ -24,12 +25,25 @@ from .shared import Redis, key
 MISSING_TTL = 60.0
 
 
+class CatalogStore(Protocol):
+    """What the lookup needs of a catalog cache, in process or shared."""
+
+    def lookup(self, owner: str, ids: Iterable[int]
+               ) -> tuple[dict[int, Catalog], list[int], list[int]]:
+        """Split *ids* into cached catalogs, known-missing ids and the rest."""
+
+    def store(self, owner: str, found: Iterable[Catalog],
+              missing: Iterable[int]) -> None:
+        """Remember catalogs SpyCloud returned and ids it did not."""
+
+
 class CatalogCache:
     """A thread-safe cache of catalogs and of ids known to be missing."""
 
     def __init__(self, ttl: float, size: int) -> None:
-        self._found: TTLCache = TTLCache(maxsize=size, ttl=ttl)
-        self._missing: TTLCache = TTLCache(
+        self._found: TTLCache[tuple[str, int], Catalog] = TTLCache(
+            maxsize=size, ttl=ttl)
+        self._missing: TTLCache[tuple[str, int], bool] = TTLCache(
             maxsize=size, ttl=min(ttl, MISSING_TTL)
         )
         self._lock = threading.Lock()
@@ -112,7 +126,7 @@ class SharedCatalogCache:
         metrics.cache("catalog", len(found) + len(missing), len(todo))
         return found, missing, todo
 
-    def _catalog(self, raw: bytes | None) -> Catalog | None:
+    def _catalog(self, raw: bytes | str | None) -> Catalog | None:
         if raw is None:
             return None
         try:
@@ -140,7 +154,7 @@ def _dump_catalog(catalog: Catalog) -> bytes:
     return json.dumps(doc).encode()
 
 
-def _catalog(raw: bytes) -> Catalog:
+def _catalog(raw: bytes | str) -> Catalog:
     doc = json.loads(raw)
     doc["published"] = dt.datetime.fromisoformat(doc["published"]) \
         if doc["published"] else None

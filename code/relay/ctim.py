@@ -238,7 +238,7 @@ def indicator(catalog: Catalog) -> dict[str, Any]:
         "producer": SOURCE,
         "title": cut(catalog.title, SHORT_TEXT),
         "short_description": cut(catalog.title, MEDIUM_TEXT),
-        "confidence": CATALOG_CONFIDENCE.get(catalog.confidence, "Low"),
+        "confidence": CATALOG_CONFIDENCE.get(catalog.confidence or 0, "Low"),
         "external_ids": [str(catalog.id)]
         + ([catalog.uuid] if catalog.uuid else []),
         "external_references": external_references(catalog),

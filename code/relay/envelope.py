@@ -39,7 +39,8 @@ class Bundle:
         }
 
 
-def body(data: Any = None, errors: Iterable[RelayError] = ()) -> dict:
+def body(data: Any = None,
+         errors: Iterable[RelayError] = ()) -> dict[str, Any]:
     """Build the envelope: `data` left out when there are only errors."""
     unique = list(dict.fromkeys(errors))
     out: dict[str, Any] = {}

@@ -47,6 +47,9 @@ class AuthorizationError(RelayError):
     """The configuration token, or the SpyCloud key in it, was refused."""
 
     code = "authorization error"
+    kind = "refused"  # for operators, as a SpyCloudError's kind
+    status: int | None = None  # SpyCloud's status, when it refused the key
+    reason: str | None = None  # a log reason more precise than the text
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"Authorization failed: {reason}")

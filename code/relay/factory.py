@@ -13,13 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
-from flask import Flask, g, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import metrics, routes
 from .auth import JwksCache
-from .catalog_cache import MISSING_TTL, CatalogCache, SharedCatalogCache
+from .catalog_cache import (
+    MISSING_TTL, CatalogCache, CatalogStore, SharedCatalogCache,
+)
 from .dashboard import Dashboard
 from .envelope import body, outcome
 from .errors import RelayError
@@ -29,7 +31,7 @@ from .records_cache import RecordsCache
 from .settings import Settings
 from .spycloud import SpyCloud
 from .flights import SharedFlight
-from .limits import KeyLimits, SharedKeyLimits
+from .limits import KeyLimits, Limits, SharedKeyLimits
 from .shared import Redis
 from .transport import Transport
 
@@ -68,20 +70,23 @@ def create_app(
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     if settings.trust_proxy_headers:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)
-    catalogs = CatalogCache(settings.catalog_cache_ttl,
-                            settings.catalog_cache_size)
-    limits = KeyLimits(settings.max_concurrency)
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_proto=1, x_host=1)
+    local = CatalogCache(settings.catalog_cache_ttl,
+                         settings.catalog_cache_size)
+    catalogs: CatalogStore = local
+    own = KeyLimits(settings.max_concurrency)
+    limits: Limits = own
     flight = None
     if settings.redis_url:  # shared by every worker and replica
         store = Redis(settings.redis_url, settings.redis_timeout,
                       settings.redis_retry_interval)
         catalogs = SharedCatalogCache(
-            store, catalogs, settings.catalog_cache_ttl, MISSING_TTL)
+            store, local, settings.catalog_cache_ttl, MISSING_TTL)
         # A slot is held at most for its request's budget (a trickled body
         # is read until then), so its lease outlives that.
         limits = SharedKeyLimits(
-            store, limits, settings.request_budget + LEASE_MARGIN)
+            store, own, settings.request_budget + LEASE_MARGIN)
         flight = SharedFlight(store, settings.tiles_cache_ttl,
                               settings.request_budget)
     spycloud = SpyCloud(Transport(settings, limits), settings.max_pages)
@@ -116,12 +121,12 @@ def create_app(
 
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(RelayError)
-    def relay_error(error: RelayError):
+    def relay_error(error: RelayError) -> Response:
         g.outcome = outcome([error])
         return jsonify(body(errors=[error]))
 
     @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException):
+    def http_error(error: HTTPException) -> Response:
         response = jsonify({
             "code": error.code,
             "message": error.description,
@@ -136,7 +141,7 @@ def _register_error_handlers(app: Flask) -> None:
         return response
 
     @app.errorhandler(Exception)
-    def unexpected(error: Exception):
+    def unexpected(error: Exception) -> Response:
         log.exception("unexpected error on %s", request.path,
                       extra={"fields": {"request_id": g.get("request_id")}})
         g.outcome = "fatal:unknown"
@@ -168,7 +173,7 @@ def _register_access_log(app: Flask) -> None:
         g.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
     @app.after_request
-    def access_log(response):
+    def access_log(response: Response) -> Response:
         budget = g.get("budget")
         elapsed = time.monotonic() - g.get("started", time.monotonic())
         route = request.url_rule.rule if request.url_rule else "unmatched"

@@ -22,6 +22,7 @@ from .shared import POLL, Redis, key
 # An aggregate that met a SpyCloud failure serves the replicas waiting for
 # it (they poll every 20 ms), then is dropped after this many seconds.
 FAILED_TTL = 1
+Value = dict[str, Any]  # what a shared flight computes: JSON
 
 # A flight's value, or its lock: one atomic step, so two replicas cannot
 # both miss the value and both take the lock. KEYS: value, lock; ARGV:
@@ -54,8 +55,9 @@ class SingleFlight:
     """A TTL cache whose misses are computed once, however many ask."""
 
     def __init__(self, ttl: float, size: int = 1024) -> None:
-        self._cache: TTLCache = TTLCache(maxsize=size, ttl=ttl)
-        self._flights: dict[Hashable, Future] = {}
+        self._cache: TTLCache[Hashable, Any] = TTLCache(
+            maxsize=size, ttl=ttl)
+        self._flights: dict[Hashable, Future[Any]] = {}
         self._lock = threading.Lock()
 
     def get(self, name: Hashable, compute: Callable[[], Any],
@@ -69,10 +71,9 @@ class SingleFlight:
             if name in self._cache:
                 metrics.cache("tiles", 1, 0)
                 return self._cache[name]
-            flight = self._flights.get(name)
-            leader = flight is None
-            if leader:
-                flight = self._flights[name] = Future()
+            found = self._flights.get(name)
+            leader = found is None
+            flight = self._flights[name] = found or Future()
         metrics.cache("tiles", not leader, leader)
         if not leader:
             return flight.result(timeout=timeout)
@@ -106,9 +107,9 @@ class SharedFlight:
         self._read_or_lock = shared.client.register_script(READ_OR_LOCK)
         self._publish = shared.client.register_script(PUBLISH)
 
-    def get(self, name: str, compute: Callable[[], dict], timeout: float,
-            seal: Seal, keep: Callable[[dict], bool] = lambda _: True,
-            ) -> dict:
+    def get(self, name: str, compute: Callable[[], Value], timeout: float,
+            seal: Seal, keep: Callable[[Value], bool] = lambda _: True,
+            ) -> Value:
         """Return the shared value of *name*, computing it at most once
         across replicas while Redis answers (else here, unshared). A value
         *keep* refuses (it met a failure) is shared for seconds only."""
@@ -134,8 +135,8 @@ class SharedFlight:
             time.sleep(POLL * 4)
 
     def _compute(self, value_key: str, lock_key: str, token: str,
-                 compute: Callable[[], dict], seal: Seal,
-                 keep: Callable[[dict], bool]) -> dict:
+                 compute: Callable[[], Value], seal: Seal,
+                 keep: Callable[[Value], bool]) -> Value:
         sealed, life = b"", 0
         try:
             value = compute()
@@ -147,7 +148,7 @@ class SharedFlight:
                 keys=[value_key, lock_key], args=[token, sealed, life],
                 client=r), lambda: None)
 
-    def _open(self, seal: Seal, value_key: str, raw: bytes) -> dict | None:
+    def _open(self, seal: Seal, value_key: str, raw: bytes) -> Value | None:
         try:
             value = seal.open(value_key, raw)
             if not isinstance(value, dict):

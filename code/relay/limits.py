@@ -7,6 +7,10 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from typing import Protocol
+
+import redis
 
 from . import metrics
 from .shared import POLL, Redis, key
@@ -25,6 +29,18 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
 end
 return 0
 """
+
+
+class Limits(Protocol):
+    """What the transport needs of a per-key cap, in process or shared."""
+
+    cap: int
+
+    def acquire(self, digest: str, timeout: float) -> bool:
+        """Take a slot for *digest*, waiting at most *timeout* seconds."""
+
+    def release(self, digest: str) -> None:
+        """Give back a slot taken by `acquire`."""
 
 
 class KeyLimits:
@@ -91,11 +107,7 @@ class SharedKeyLimits:
         deadline = time.monotonic() + timeout
         waited = False
         while True:
-            taken = self.redis.run(
-                lambda r, t=token: bool(self._acquire(
-                    keys=[key("slots", digest)],
-                    args=[self.cap, self.lease_ms, t], client=r)),
-                lambda: None)
+            taken = self.redis.run(self._take(digest, token), lambda: None)
             if taken is None:  # Redis failed: the process's own cap
                 return self._local(digest, max(0.0, deadline - time.monotonic()))
             if taken:
@@ -117,10 +129,21 @@ class SharedKeyLimits:
                 if token is None:
                     self.local.release(digest)
                 else:
-                    self.redis.run(
-                        lambda r, t=token: r.zrem(key("slots", digest), t),
-                        lambda: None)
+                    self.redis.run(self._give(digest, token), lambda: None)
                 return
+
+    def _take(self, digest: str, token: str
+              ) -> Callable[[redis.Redis], bool]:
+        def take(client: redis.Redis) -> bool:
+            return bool(self._acquire(keys=[key("slots", digest)],
+                                      args=[self.cap, self.lease_ms, token],
+                                      client=client))
+        return take
+
+    def _give(self, digest: str, token: str) -> Callable[[redis.Redis], None]:
+        def give(client: redis.Redis) -> None:
+            client.zrem(key("slots", digest), token)
+        return give
 
     def _local(self, digest: str, timeout: float) -> bool:
         if self.local.acquire(digest, timeout):
@@ -129,6 +152,9 @@ class SharedKeyLimits:
         return False
 
     def _held(self) -> list[tuple[str, str | None]]:
+        """The slots the calling greenlet holds: (digest, token or None
+        for the process's own cap)."""
         if not hasattr(self._tokens, "held"):
             self._tokens.held = []
-        return self._tokens.held
+        held: list[tuple[str, str | None]] = self._tokens.held
+        return held

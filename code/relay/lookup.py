@@ -18,20 +18,22 @@ arguments.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import gevent
+from gevent import Greenlet
 from gevent.pool import Group
 from gevent.queue import Empty, Queue
 
 from . import ctim
 from .options import Options
 from .budget import Budget, out_of_time
-from .catalog_cache import CatalogCache
+from .catalog_cache import CatalogStore
 from .digest import key_digest
 from .envelope import Bundle
 from .errors import RelayError, warning
@@ -63,6 +65,8 @@ class Outcome:
 
 
 Then = Callable[[Outcome], None]
+# One call, in its greenlet (a string: gevent's class takes no subscript).
+Task: TypeAlias = "Greenlet[[Callable[[], Any]], Outcome]"
 # Turns one observable's records and the request's catalogs into a result.
 Mapper = Callable[[Observable, Records, Mapping[int, Catalog]], Any]
 
@@ -77,7 +81,7 @@ class Lookup:
     def __init__(
         self,
         spycloud: SpyCloud,
-        catalogs: CatalogCache,
+        catalogs: CatalogStore,
         records: RecordsCache,
         *,
         fanout: int,
@@ -144,9 +148,9 @@ class Lookup:
         batches = [todo[i:i + CATALOG_BATCH]
                    for i in range(0, len(todo), CATALOG_BATCH)]
         group = Group()
-        tasks = [group.spawn(_capture, lambda b=batch: self.spycloud
-                             .catalog_batch(key, b, budget))
-                 for batch in batches]
+        tasks = [group.spawn(_capture, functools.partial(
+            self.spycloud.catalog_batch, key, batch, budget))
+            for batch in batches]
         group.join(timeout=budget.remaining() + GRACE)
         group.kill(timeout=STOP_WAIT)  # what the budget did not wait for
         for batch, task in zip(batches, tasks):
@@ -213,9 +217,9 @@ class _Observe:
         # can serve at once; the rest wait in the request's own backlog.
         self.fanout = lookup.fanout
         self.group = Group()
-        self.pending: dict[gevent.Greenlet, Then] = {}
+        self.pending: dict[Task, Then] = {}
         self.backlog: deque[tuple[Callable[[], Any], Then]] = deque()
-        self.done: Queue[gevent.Greenlet] = Queue()
+        self.done: Queue[Task] = Queue()
 
     def run(self) -> tuple[list[Any], list[RelayError]]:
         """Return what *mapper* made of each observable, in the order sent
@@ -227,13 +231,8 @@ class _Observe:
             if cached is not None:
                 self._records_found(index, cached)
                 continue
-            self._submit(
-                lambda o=observable: self.lookup.spycloud.records(
-                    self.key, SELECTORS[o.type], o.query, self.budget,
-                    self.limit, self.only),
-                lambda future, i=index, k=key: self._records_done(
-                    i, k, future),
-            )
+            self._submit(functools.partial(self._read, observable),
+                         functools.partial(self._records_done, index, key))
         try:
             if not self._drain():  # the budget ran out with calls open
                 self.errors.append(out_of_time(self.budget))
@@ -243,6 +242,11 @@ class _Observe:
             self.backlog.clear()
             self.group.kill(timeout=STOP_WAIT)
         return self._answer()
+
+    def _read(self, observable: Observable) -> Records:
+        return self.lookup.spycloud.records(
+            self.key, SELECTORS[observable.type], observable.query,
+            self.budget, self.limit, self.only)
 
     def _submit(self, task: Callable[[], Any], then: Then,
                 urgent: bool = False) -> None:
@@ -268,7 +272,8 @@ class _Observe:
                 ended = self.done.get(timeout=self.budget.remaining() + GRACE)
             except Empty:
                 return False
-            self.pending.pop(ended)(ended.value)
+            self.pending.pop(ended)(ended.value or Outcome(
+                error=out_of_time(self.budget)))
             self._fill()
             if self.done.qsize():  # mapping is CPU work: let others run
                 gevent.sleep(0)

@@ -51,5 +51,5 @@ def serve(bind: str) -> None:
     thread of the calling (master) process."""
     host, _, port = bind.rpartition(":")
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     start_http_server(int(port), host.strip("[]"), registry=registry)

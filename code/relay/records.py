@@ -213,7 +213,7 @@ def _is_int(value: Any) -> bool:
 
 
 def _as_int(value: Any) -> int | None:
-    if _is_int(value):
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().isdecimal():
         return int(value.strip())

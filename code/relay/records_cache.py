@@ -24,7 +24,7 @@ class RecordsCache:
 
     def __init__(self, ttl: float, max_records: int) -> None:
         self.enabled = ttl > 0
-        self._cache: TTLCache = TTLCache(
+        self._cache: TTLCache[Hashable, Records] = TTLCache(
             maxsize=max_records, ttl=max(ttl, 1e-9),
             getsizeof=lambda found: len(found.records) + 1,
         )

@@ -33,7 +33,7 @@ def search(portal: str, kind: str, value: str) -> dict[str, object]:
 def browse(portal: str, kind: str,
            catalogs: Iterable[Catalog]) -> list[dict[str, object]]:
     """Links to the portal pages of the first five breaches (with a uuid)."""
-    links = []
+    links: list[dict[str, object]] = []
     for catalog in catalogs:
         if not catalog.uuid:
             continue

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from . import observables, refer as links, tiles
 from .auth import Claims, authorize, reason_code
 from .budget import Budget
 from .envelope import body, outcome
-from .errors import AuthorizationError, HealthCheckError, InvalidArgumentError
+from .errors import (
+    AuthorizationError, HealthCheckError, InvalidArgumentError, RelayError,
+)
 from .settings import Settings
 from .version import VERSION
+
+if TYPE_CHECKING:  # the factory registers these routes
+    from .factory import Relay
 
 log = logging.getLogger(__name__)
 bp = Blueprint("relay", __name__)
@@ -32,17 +39,23 @@ ROUTES = {
 }
 
 
+def _relay() -> Relay:
+    relay: Relay = current_app.extensions["relay"]
+    return relay
+
+
 def _settings() -> Settings:
-    return current_app.extensions["relay"].settings
+    return _relay().settings
 
 
 def _budget() -> Budget:
     """Start the request's time budget; it covers the JWKS fetch too."""
-    g.budget = Budget(_settings().request_budget, request_id=g.request_id)
-    return g.budget
+    budget = g.budget = Budget(_settings().request_budget,
+                               request_id=g.request_id)
+    return budget
 
 
-def _answer(data, errors=()):
+def _answer(data: Any, errors: Iterable[RelayError] = ()) -> Response:
     """Answer in the envelope, noting the outcome for the access line."""
     errors = list(errors)
     g.outcome = outcome(errors)
@@ -50,7 +63,7 @@ def _answer(data, errors=()):
 
 
 def _claims(budget: Budget) -> Claims:
-    relay = current_app.extensions["relay"]
+    relay = _relay()
     settings = relay.settings
     audience = settings.jwt_audience or request.url_root.rstrip("/")
     try:
@@ -69,7 +82,7 @@ def _claims(budget: Budget) -> Claims:
 
 
 @bp.get("/")
-def index():
+def index() -> Response:
     """Tell a person with curl or a browser what this is."""
     return jsonify({
         "name": "SpyCloud Employee ATO Prevention relay for Cisco XDR",
@@ -80,13 +93,13 @@ def index():
 
 
 @bp.post("/version")
-def version():
+def version() -> Response:
     """Show the relay's version, not wrapped in `data`."""
     return jsonify({"version": VERSION})
 
 
 @bp.get("/watchdog")
-def watchdog():
+def watchdog() -> Response:
     """Echo the Health-Check header, as XDR's liveness probe expects."""
     value = request.headers.get("Health-Check")
     if not value:
@@ -95,11 +108,11 @@ def watchdog():
 
 
 @bp.post("/health")
-def health():
+def health() -> Response:
     """Make one authenticated SpyCloud call with the token's key."""
     budget = _budget()
     claims = _claims(budget)
-    current_app.extensions["relay"].spycloud.ping(claims.key, budget)
+    _relay().spycloud.ping(claims.key, budget)
     return _answer({"status": "ok"})
 
 
@@ -111,14 +124,14 @@ def _observables() -> observables.Query:
 
 
 @bp.post("/observe/observables")
-def observe():
+def observe() -> Response:
     """Answer sightings, indicators and relationships for observables."""
     query = _observables()
     if not query.observables:
         return _answer({}, query.warnings)
     budget = _budget()
     claims = _claims(budget)
-    bundle, errors = current_app.extensions["relay"].lookup.observe(
+    bundle, errors = _relay().lookup.observe(
         claims.key, query.observables, claims.options, budget
     )
     return _answer(bundle.json(),
@@ -126,7 +139,7 @@ def observe():
 
 
 @bp.post("/refer/observables")
-def refer():
+def refer() -> Response:
     """Answer pivot links: Search for each observable, Browse per breach."""
     query = _observables()
     if not query.observables:
@@ -134,14 +147,14 @@ def refer():
     budget = _budget()
     claims = _claims(budget)
     portal = _settings().portal_url
-    found, errors = current_app.extensions["relay"].lookup.breaches(
+    found, errors = _relay().lookup.breaches(
         claims.key, query.observables, claims.options, budget
     )
-    references: dict[str, dict] = {}
+    references: dict[str, dict[str, object]] = {}
     for observable, catalogs in zip(query.observables, found):
         for link in [links.search(portal, observable.type, observable.value),
                      *links.browse(portal, observable.type, catalogs or ())]:
-            references.setdefault(link["id"], link)
+            references.setdefault(str(link["id"]), link)
     return _answer(list(references.values()),
                    [*query.warnings, *claims.warnings, *errors])
 
@@ -169,13 +182,15 @@ def _tile_request(schema: Schema) -> dict[str, str]:
     if payload is None and request.get_data():
         raise InvalidArgumentError("The body is not JSON.")
     try:
-        return schema.load({} if payload is None else payload)
+        loaded: dict[str, str] = schema.load({} if payload is None
+                                             else payload)
+        return loaded
     except ValidationError as exc:
         raise InvalidArgumentError(json.dumps(exc.messages)) from None
 
 
 @bp.post("/tiles")
-def tile_list():
+def tile_list() -> Response:
     """List the definitions of the dashboard tiles (the body, which XDR
     may send, is ignored)."""
     _claims(_budget())
@@ -183,7 +198,7 @@ def tile_list():
 
 
 @bp.post("/tiles/tile")
-def tile():
+def tile() -> Response:
     """Describe one tile."""
     wanted = _tile_request(TileSchema())
     _claims(_budget())
@@ -191,11 +206,11 @@ def tile():
 
 
 @bp.post("/tiles/tile-data")
-def tile_data():
+def tile_data() -> Response:
     """Answer one tile's data for a period, from the watchlist."""
     wanted = _tile_request(TileDataSchema())
     budget = _budget()
     claims = _claims(budget)
-    data, errors = current_app.extensions["relay"].dashboard.tile_data(
+    data, errors = _relay().dashboard.tile_data(
         claims.key, wanted["tile_id"], wanted["period"], budget)
     return _answer(data, errors)

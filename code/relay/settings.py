@@ -350,7 +350,7 @@ class Settings:
         """Return every setting by variable name, for the start-up line.
         API keys arrive in tokens, never here; a password inside a URL
         (`redis://:secret@host`) is shown as `***`."""
-        shown = {}
+        shown: dict[str, object] = {}
         for spec in fields(self):
             value = getattr(self, spec.name)
             if isinstance(value, frozenset):

@@ -79,7 +79,9 @@ class SpyCloud:
         *since* to *take*, page by page up to *max_pages*; return how many
         were unusable and whether the page cap stopped the reading."""
         def offer(raw: Any) -> None:
-            take(parse_record(raw))
+            record = parse_record(raw)
+            if record is not None:
+                take(record)
 
         return self._pages(key, "breach/data/watchlist", "",
                            {"since": since.isoformat()}, budget, max_pages,

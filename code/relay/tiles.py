@@ -37,6 +37,7 @@ OTHER = 5
 PASSWORDS = ("plaintext", "hashed", "none")
 TOP = 10
 TOP_BREACHES = "spycloud-top-breaches"
+Shape = dict[str, Any]  # a tile type's own keys and its data
 
 TILES = {
     "spycloud-exposure-summary": {
@@ -168,7 +169,7 @@ def tile_data(tile_id: str, exposure: Exposure,
             "cache_scope": "org", **shaped}
 
 
-def _summary(exposure: Exposure, titles: Mapping[int, str]) -> dict:
+def _summary(exposure: Exposure, titles: Mapping[int, str]) -> Shape:
     values = (("Exposed identities", len(exposure.identities)),
               ("Breach records", exposure.records),
               ("Plaintext passwords", exposure.plaintext),
@@ -178,7 +179,7 @@ def _summary(exposure: Exposure, titles: Mapping[int, str]) -> dict:
                      for icon, (label, value) in zip(ICONS, values)]}
 
 
-def _donut(exposure: Exposure, titles: Mapping[int, str]) -> dict:
+def _donut(exposure: Exposure, titles: Mapping[int, str]) -> Shape:
     data = []
     for index in range(len(CLASSES)):
         segments = [{"key": kind, "value": exposure.severity[index, kind]}
@@ -195,7 +196,7 @@ def _series() -> list[dict[str, str]]:
     return [{"key": key, "label": label} for key, label in CLASSES]
 
 
-def _bars(exposure: Exposure, titles: Mapping[int, str]) -> dict:
+def _bars(exposure: Exposure, titles: Mapping[int, str]) -> Shape:
     days: dict[dt.date, Counter[int]] = defaultdict(Counter)
     for (day, kind), count in exposure.buckets.items():
         days[day][kind] += count
@@ -213,7 +214,7 @@ def _bars(exposure: Exposure, titles: Mapping[int, str]) -> dict:
     return {"key_type": "timestamp", "keys": _series(), "data": data}
 
 
-def _top_breaches(exposure: Exposure, titles: Mapping[int, str]) -> dict:
+def _top_breaches(exposure: Exposure, titles: Mapping[int, str]) -> Shape:
     data = []
     for source in exposure.top_breaches():
         worst = Counter(CLASS_OF.get(s, OTHER)
@@ -228,7 +229,7 @@ def _top_breaches(exposure: Exposure, titles: Mapping[int, str]) -> dict:
     return {"key_type": "string", "keys": _series(), "data": data}
 
 
-def _most_exposed(exposure: Exposure, titles: Mapping[int, str]) -> dict:
+def _most_exposed(exposure: Exposure, titles: Mapping[int, str]) -> Shape:
     lines = ["| Identity | Records | Worst severity | Newest exposure |",
              "|---|---|---|---|"]
     ranked = sorted(exposure.identities.items(),

@@ -29,7 +29,7 @@ from .errors import (
     AuthorizationError, RelayError, RetryableError, SpyCloudError,
 )
 from .jsonio import loads
-from .limits import KeyLimits
+from .limits import KeyLimits, Limits
 from .settings import Settings
 from .version import VERSION
 
@@ -79,7 +79,7 @@ class Transport:
     """GETs JSON from SpyCloud with one customer's key at a time."""
 
     def __init__(self, settings: Settings,
-                 limits: KeyLimits | None = None) -> None:
+                 limits: Limits | None = None) -> None:
         self._settings = settings
         self._base = settings.spycloud_api_url
         self._timeout = (settings.connect_timeout, settings.read_timeout)
@@ -304,7 +304,7 @@ def answer(response: Reply) -> Any:
         return None
     if status in (401, 403):
         refused = AuthorizationError(_auth_reason(response))
-        refused.kind, refused.status = "refused", status
+        refused.status = status
         raise refused
     if status == 404:
         raise SpyCloudError(NOT_FOUND, code="not found", kind="not_found",
@@ -353,7 +353,7 @@ def _retry_after(value: str | None) -> float | None:
     return seconds if seconds is not None and seconds >= 0 else None
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: BaseException) -> str:
     # The innermost cause names the certificate problem, not the URL.
     while exc.__context__ is not None and exc.__context__ is not exc:
         exc = exc.__context__

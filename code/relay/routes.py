@@ -159,6 +159,9 @@ def refer() -> Response:
                    [*query.warnings, *claims.warnings, *errors])
 
 
+MAX_TILE_FIELDS = 8  # a tile's body has two; more is refused unread
+
+
 class TileSchema(Schema):
     """The body of `/tiles/tile`: a known tile id, nothing else."""
 
@@ -177,10 +180,16 @@ class TileDataSchema(TileSchema):
 
 
 def _tile_request(schema: Schema) -> dict[str, str]:
-    """Validate a tile route's body; no SpyCloud call for a bad one."""
+    """Validate a tile route's body; no SpyCloud call for a bad one. Its
+    message names at most a few problems, so a large body from anyone
+    cannot make a large answer."""
     payload = request.get_json(force=True, silent=True)
     if payload is None and request.get_data():
         raise InvalidArgumentError("The body is not JSON.")
+    if isinstance(payload, dict) and len(payload) > MAX_TILE_FIELDS:
+        raise InvalidArgumentError(
+            f"The body has {len(payload):,} fields; a tile takes"
+            f" {', '.join(schema.fields)}.")
     try:
         loaded: dict[str, str] = schema.load({} if payload is None
                                              else payload)

@@ -114,7 +114,7 @@ class Transport:
         failures inside the budget; raise a `RelayError` otherwise.
 
         *parse*, if given, turns the JSON into what is returned while the
-        answer holds a decoding slot, so the raw JSON never outlives it.
+        answer holds a parse slot, so the raw JSON never outlives it.
         *endpoint* names the call in logs and metrics (never the value).
         A final failure is logged once, at WARNING; retries at INFO.
         """

@@ -582,3 +582,19 @@ def test_a_mapping_failure_loses_only_its_observable(
         "b@example.com"]
     assert body["data"]["indicators"]["count"] == 1
     assert "a bug in the mapping" in caplog.text
+
+
+def test_a_spycloud_body_over_the_cap_is_an_error_for_its_observable(
+        settings, mocked, auth) -> None:
+    app = create_app(dataclasses.replace(settings,
+                                         spycloud_max_body_bytes=2048))
+    mocked.get(RECORDS + "big@example.com", json=page(
+        [rec(n, 1, email="big@example.com", filler="x" * 500)
+         for n in range(10)]))
+    mocked.get(RECORDS + EMAIL, json=page([rec(1, 1)]))
+    mocked.get(CATALOG + "1", json=page([cat(1)]))
+    body = observe(app.test_client(), auth, "big@example.com", EMAIL)
+    assert body["errors"] == [{
+        "type": "fatal", "code": "unknown",
+        "message": "SpyCloud answered with a body larger than 2,048 bytes."}]
+    assert [s["observables"][0]["value"] for s in sightings(body)] == [EMAIL]

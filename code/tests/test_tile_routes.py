@@ -185,3 +185,15 @@ def test_five_tiles_at_once_read_the_watchlist_once(
     assert len(reads) == 1
     summary(client, auth, "last_90_days")  # another period: its own read
     assert len(reads) == 2
+
+
+@pytest.mark.parametrize("path", ["/tiles/tile", "/tiles/tile-data"])
+def test_a_body_of_many_fields_gets_a_small_answer(client, mocked,
+                                                   path) -> None:
+    body = {f"f{n}": n for n in range(60_000)}  # under the 1 MiB cap
+    response = client.post(path, json=body)
+    assert len(response.data) < 1024
+    message = response.json["errors"][0]["message"]
+    assert message.startswith("Invalid JSON payload received. The body has"
+                              " 60,000 fields; a tile takes tile_id")
+    assert len(mocked.calls) == 0

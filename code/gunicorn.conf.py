@@ -9,6 +9,11 @@ import os
 import sys
 import tempfile
 
+# gevent resolves names with c-ares, on the event loop (its thread-pool
+# resolver stalled the first concurrent connections by a second); set here
+# too for `gunicorn app:app`, which does not go through serve.py.
+os.environ.setdefault("GEVENT_RESOLVER", "ares")
+
 # Prometheus' multiprocess mode must be chosen before the client is
 # imported (by the relay, in each worker): a directory shared by them all.
 if os.environ.get("METRICS_BIND", "").strip():

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import gevent
 import jwt
 import requests
 
@@ -187,6 +188,9 @@ class JwksCache:
         url = self._url_template.format(jwks_host=host)
         left = budget.remaining() if budget else max(self.TIMEOUT)
         metrics.JWKS_FETCHES.inc()
+        # The whole fetch ends by the budget, a trickled body too.
+        deadline = gevent.Timeout(max(left, 0.001))
+        deadline.start()
         try:
             response = self._session.get(
                 url,
@@ -196,6 +200,11 @@ class JwksCache:
             )
             response.raise_for_status()
             keys = jwt.PyJWKSet.from_dict(response.json()).keys
+        except gevent.Timeout as timeout:
+            if timeout is not deadline:
+                raise
+            log.warning("JWKS of %s unreachable: Timeout", host)
+            return "jwks_host_unreachable"
         except (requests.ConnectionError, requests.Timeout) as exc:
             log.warning("JWKS of %s unreachable: %s", host,
                         type(exc).__name__)
@@ -203,6 +212,8 @@ class JwksCache:
         except (requests.RequestException, ValueError, jwt.PyJWTError) as exc:
             log.warning("JWKS of %s unusable: %s", host, type(exc).__name__)
             return "jwks_unusable"
+        finally:
+            deadline.close()
         return {k.key_id: k for k in keys if k.key_id}
 
 

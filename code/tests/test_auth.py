@@ -351,3 +351,36 @@ def test_waiting_for_a_hosts_fetch_ends_by_the_budget(mocked, kit) -> None:
     assert time.monotonic() - started < 1
     assert auth.reason_code(refused.value) == "jwks_wait_timeout"
     assert first.get().key_id == "test-kid"
+
+
+def test_a_trickled_jwks_ends_by_the_budget() -> None:
+    import socket
+    import threading
+
+    from relay.budget import Budget
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def trickle() -> None:  # headers at once, then a byte every 0.1 s
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(4096)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/"
+                               b"json\r\nContent-Length: 30\r\n\r\n")
+            for byte in b'{"keys": []}' + b" " * 18:
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return
+                time.sleep(0.1)
+
+    threading.Thread(target=trickle, daemon=True).start()
+    cache = auth.JwksCache(requests.Session(),
+                           "http://{jwks_host}/.well-known/jwks")
+    started = time.monotonic()
+    with pytest.raises(auth.AuthorizationError) as refused:
+        cache.key(f"127.0.0.1:{port}", "test-kid", Budget(0.5))
+    assert time.monotonic() - started < 1.5
+    assert auth.reason_code(refused.value) == "jwks_host_unreachable"
+    server.close()

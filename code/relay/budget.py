@@ -14,7 +14,7 @@ OUT_OF_TIME = (
 
 
 class Budget:
-    """Seconds left for one relay request, shared by all its threads."""
+    """Seconds left for one relay request, shared by all its greenlets."""
 
     def __init__(
         self, seconds: float, clock: Callable[[], float] = time.monotonic,
@@ -32,7 +32,7 @@ class Budget:
         return max(0.0, self._deadline - self._clock())
 
     def count_call(self) -> None:
-        """Record one call made to SpyCloud, from any of the request's threads."""
+        """Record one call made to SpyCloud, from any of the request's greenlets."""
         with self._lock:
             self.calls += 1
 

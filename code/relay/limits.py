@@ -121,7 +121,7 @@ class SharedKeyLimits:
             time.sleep(POLL)
 
     def release(self, digest: str) -> None:
-        """Give back the slot this thread took for *digest*."""
+        """Give back the slot this greenlet took for *digest*."""
         held = self._held()
         for n, (owner, token) in enumerate(held):
             if owner == digest:

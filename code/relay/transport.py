@@ -36,8 +36,8 @@ from .version import VERSION
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"tr-05-spycloud-employee-ato-prevention-relay/{VERSION}"
-# The endpoint and request id of the call a thread is making, for the
-# retry hook (stamina calls it in that thread).
+# The endpoint and request id of the call a greenlet is making, for the
+# retry hook (stamina calls it in that greenlet).
 CALL: contextvars.ContextVar[tuple[str, str]] = contextvars.ContextVar("call")
 RETRY_AFTER_MAX = 10.0  # seconds; a longer Retry-After is clamped
 # Answers decoded (and parsed) at once per process: taken once the body is
@@ -265,7 +265,7 @@ class Transport:
 
 def log_retry(details: RetryDetails) -> None:
     """stamina's on-retry hook: one INFO line per retry of a SpyCloud call,
-    naming the endpoint and request the retrying thread is serving."""
+    naming the endpoint and request the retrying greenlet is serving."""
     endpoint, request_id = CALL.get(("-", "-"))
     cause = details.caused_by
     log.info("SpyCloud call retried", extra={"fields": {

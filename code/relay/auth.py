@@ -73,9 +73,8 @@ REASONS = {
 def reason_code(error: AuthorizationError) -> str:
     """Name why a token was refused; SpyCloud's own refusals of the key
     are `spycloud_refused`."""
-    given = getattr(error, "reason", None)
-    if given:
-        return str(given)
+    if error.reason:
+        return error.reason
     reason = error.message.removeprefix("Authorization failed: ")
     return REASONS.get(reason, "spycloud_refused")
 

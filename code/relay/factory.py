@@ -25,18 +25,18 @@ from .catalog_cache import (
 from .dashboard import Dashboard
 from .envelope import body, outcome
 from .errors import RelayError
+from .flights import SharedFlight
 from .jsonio import OrjsonProvider
+from .limits import KeyLimits, Limits, SharedKeyLimits
 from .lookup import Lookup
 from .records_cache import RecordsCache
 from .settings import Settings
-from .spycloud import SpyCloud
-from .flights import SharedFlight
-from .limits import KeyLimits, Limits, SharedKeyLimits
 from .shared import Redis
+from .spycloud import SpyCloud
 from .transport import Transport
 
 log = logging.getLogger("relay")
-LEASE_MARGIN = 5.0  # seconds a shared slot outlives its call's timeouts
+LEASE_MARGIN = 5.0  # seconds a shared slot's lease outlives the budget
 # An incoming X-Request-Id is kept when it is a plain token; else a new one.
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 

@@ -208,10 +208,6 @@ def parse_time(value: Any) -> dt.datetime | None:
     return parsed.astimezone(dt.timezone.utc)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _as_int(value: Any) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value

@@ -106,7 +106,7 @@ def test_infected_machine_id_is_third_external_id() -> None:
     assert doc["external_ids"] == [
         "2ff4b1a4-6b1a-4c1f-9a55-0c7b5b6f6f01", "11", "m-1"
     ]
-    assert "infected_machine_id" not in str(doc["data"]["columns"])
+    assert "infected_machine_id" not in str(plain(doc["data"]["columns"]))
 
 
 @pytest.mark.parametrize(("value", "count"), [
@@ -276,15 +276,15 @@ def test_masked_hides_the_length_cards_keep_their_last_four(
 def test_mask_hides_passwords_and_card_fields_only() -> None:
     doc = record(password="hunter22", password_plaintext="hunter22",
                  cc_number=4111111111111111, cc_code="123", salt="pepper")
-    cells = dict(zip([c.name for c in ctim.data_table(doc, True)["columns"]],
-                     ctim.data_table(doc, True)["rows"][0]))
+    table = plain(ctim.data_table(doc, True))
+    cells = dict(zip([c["name"] for c in table["columns"]], table["rows"][0]))
     assert cells["password"] == cells["password_plaintext"] == "********"
     assert cells["cc_number"] == "****1111"
     assert cells["cc_code"] == "********"
     assert cells["salt"] == "pepper"
-    plain = ctim.data_table(doc)["rows"][0]
-    assert "hunter22" in plain and "hunter22" not in str(
-        ctim.sighting(OBS, doc, None, mask=True))
+    shown = ctim.data_table(doc)["rows"][0]
+    assert "hunter22" in shown and "hunter22" not in str(
+        plain(ctim.sighting(OBS, doc, None, mask=True)))
 
 
 def test_texts_are_cut_to_ctim_limits() -> None:

@@ -19,11 +19,11 @@ from typing import Any
 import gevent
 import requests
 import stamina
-from requests.adapters import HTTPAdapter
 from stamina.instrumentation import RetryDetails
 
 from . import metrics
 from .budget import Budget, out_of_time
+from .connections import Adapter
 from .digest import key_digest
 from .errors import (
     AuthorizationError, RelayError, RetryableError, SpyCloudError,
@@ -89,8 +89,9 @@ class Transport:
         # requests' adapter (its keep-alive pool) without a Session: a
         # Session's cookie, hook and redirect handling cost a third of each
         # call's CPU, and SpyCloud calls need none of it. It keeps one idle
-        # connection per connection the worker serves at most.
-        self._adapter = HTTPAdapter(
+        # connection per connection the worker serves at most, and checks
+        # one before reuse without yielding (see `connections`).
+        self._adapter = Adapter(
             pool_connections=4, pool_maxsize=settings.worker_connections)
         self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         # What a Session would read from the environment on every call, read

@@ -1,0 +1,121 @@
+"""Pooled connections to SpyCloud: reused at once, never when dead.
+
+The server here runs on real threads (gevent's originals), so it notes when
+each request arrives while the relay's greenlets are busy."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import gevent
+import pytest
+from gevent import monkey
+from prometheus_client import REGISTRY
+
+from relay.budget import Budget
+from relay.settings import Settings
+from relay.transport import Transport
+
+_socket = monkey.get_original("socket", "socket")
+_thread = monkey.get_original("_thread", "start_new_thread")
+BODY = b'{"results": []}'
+ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+          b"Content-Length: %d\r\n\r\n" % len(BODY)) + BODY
+
+
+class Server:
+    """Answers every GET with the same JSON on keep-alive connections; with
+    *hang_up*, closes each connection right after its first answer (without
+    saying so, as a server whose idle timeout ran out does)."""
+
+    def __init__(self, hang_up: bool = False) -> None:
+        self.hang_up = hang_up
+        self.arrivals: list[float] = []
+        self.closed = 0  # connections this server has closed
+        self.listener = _socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        self.url = "http://127.0.0.1:%d/" % self.listener.getsockname()[1]
+        _thread(self._accept, ())
+
+    def _accept(self) -> None:
+        while True:
+            try:  # not accept(): it would wrap the socket in gevent's class
+                fd, _ = self.listener._accept()  # type: ignore[attr-defined]
+            except OSError:  # closed: the test is over
+                return
+            _thread(self._talk, (_socket(fileno=fd),))
+
+    def _talk(self, conn: socket.socket) -> None:
+        pending = b""
+        try:
+            while data := conn.recv(65536):
+                pending += data
+                while b"\r\n\r\n" in pending:
+                    _, _, pending = pending.partition(b"\r\n\r\n")
+                    self.arrivals.append(time.perf_counter())
+                    conn.sendall(ANSWER)
+                    if self.hang_up:
+                        return
+        finally:
+            conn.close()
+            self.closed += 1
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    each = Server()
+    yield each
+    each.close()
+
+
+def retried() -> float:
+    return REGISTRY.get_sample_value("relay_spycloud_calls_total", {
+        "endpoint": "-", "outcome": "retried"}) or 0.0
+
+
+@pytest.mark.parametrize("through_proxy", [False, True])
+def test_a_call_on_a_pooled_connection_leaves_before_others_run(
+        server: Server, through_proxy: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    url = server.url
+    if through_proxy:  # the server plays the proxy of HTTP_PROXY
+        monkeypatch.setenv("HTTP_PROXY", server.url)
+        for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        url = "http://spycloud.invalid/enterprise-v2/"
+    transport = Transport(Settings(spycloud_api_url=url))
+    transport.get_json("key", "ping", Budget(5))  # a connection is pooled
+
+    def busy() -> None:  # a greenlet mapping a large answer, say
+        until = time.perf_counter() + 0.5
+        while time.perf_counter() < until:
+            pass
+
+    gevent.spawn(busy)  # ready to run as soon as the call yields
+    started = time.perf_counter()
+    assert transport.get_json("key", "ping", Budget(5)) == {"results": []}
+    assert len(server.arrivals) == 2
+    assert server.arrivals[1] - started < 0.25  # not after the busy one
+
+
+def test_a_connection_the_server_closed_is_not_reused() -> None:
+    server = Server(hang_up=True)
+    try:
+        transport = Transport(Settings(spycloud_api_url=server.url))
+        before = retried()
+        for call in range(3):
+            assert transport.get_json("key", "ping", Budget(5)) \
+                == {"results": []}
+            until = time.perf_counter() + 5
+            while server.closed <= call and time.perf_counter() < until:
+                gevent.sleep(0.01)  # the pooled connection is dead now
+        assert len(server.arrivals) == 3
+        assert retried() == before  # each call's first attempt answered
+    finally:
+        server.close()

@@ -15,10 +15,12 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import gevent
 import requests
 import stamina
+from requests.structures import CaseInsensitiveDict
 from stamina.instrumentation import RetryDetails
 
 from . import metrics
@@ -207,11 +209,16 @@ class Transport:
         left: float,
     ) -> Reply:
         """Send the GET and read the whole answer by the deadline."""
+        # Built directly: `PreparedRequest.prepare` parses the URL again and
+        # consults an empty cookie jar on every call (40 µs of each call's
+        # 0.7 ms). The API URL was checked at start-up, endpoints quote
+        # their paths, and `auth` refused keys with whitespace or controls.
         request = requests.PreparedRequest()
-        request.prepare(
-            method="GET", url=self._base + path, params=params,
-            headers={**self._headers, "X-API-Key": key},
-        )
+        request.method = "GET"
+        request.url = self._base + path + (
+            "?" + urlencode(params) if params else "")
+        request.headers = CaseInsensitiveDict(
+            {**self._headers, "X-API-Key": key})
         deadline = gevent.Timeout(left)
         deadline.start()
         try:

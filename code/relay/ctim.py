@@ -30,6 +30,7 @@ PORTAL_CATALOG_URL = "https://portal.spycloud.com/breach/catalog/{uuid}"
 
 # The uuid5 namespace of every transient id this relay makes.
 ID_NAMESPACE = uuid.UUID("5b0d4a4e-5f4e-4c1b-9a57-2f3c9a2d1e60")
+_NAMESPACE = ID_NAMESPACE.bytes  # (a property that builds them each time)
 
 # Record fields that other Sighting fields already show (docs/ctim.md).
 HIDDEN_FIELDS = frozenset({
@@ -64,7 +65,7 @@ def transient_id(kind: str, *names: str) -> str:
     # uuid.uuid5 without building a UUID object: three ids per record make
     # this the mapping's hottest line.
     digest = bytearray(hashlib.sha1(
-        ID_NAMESPACE.bytes + "\x1f".join(names).encode(),
+        _NAMESPACE + "\x1f".join(names).encode(),
         usedforsecurity=False,  # RFC 4122 name-based id, not a secret
     ).digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
@@ -88,15 +89,35 @@ def severity(record: Record, catalog: Catalog | None) -> str:
 def data_table(record: Record, mask: bool = False) -> dict[str, Any]:
     """Show the record's remaining fields as a one-row string table; with
     *mask*, password and card values are masked."""
-    shown = [(k, v) for k, v in record.fields if k not in HIDDEN_FIELDS]
-    row = [v if type(v) is str else _cell(v) for _, v in shown]
+    fields = record.fields
+    shown, columns, secret = _layout(tuple([k for k, _ in fields]))
+    row = [v if type(v) is str else _cell(v)
+           for v in [fields[i][1] for i in shown]]
     if mask:
-        row = [masked(v, k) if _secret(k) else v
-               for (k, _), v in zip(shown, row)]
-    return {
-        "columns": _columns(tuple(k for k, _ in shown)),
-        "rows": [row],
-    }
+        for j in secret:
+            row[j] = masked(row[j], fields[shown[j]][0])
+    return {"columns": columns, "rows": [row]}
+
+
+@functools.lru_cache(maxsize=1024)
+def _layout(
+    names: tuple[str, ...],
+) -> tuple[tuple[int, ...], orjson.Fragment, tuple[int, ...]]:
+    """For records with these field names (records of one source share
+    them), worked out once: the positions of the fields shown, their
+    `columns`, and which shown cells hold secrets.
+
+    The columns are written as JSON here, once: a fragment is bytes, so
+    one serves every table safely. Describing them per record cost 40 %
+    of the mapping; orjson writing them as dataclasses, more than writing
+    the rest of the answer."""
+    shown = tuple(i for i, name in enumerate(names)
+                  if name not in HIDDEN_FIELDS)
+    secret = tuple(j for j, i in enumerate(shown) if _secret(names[i]))
+    columns = orjson.Fragment(orjson.dumps(
+        [{"name": cut(names[i], SHORT_TEXT), "type": "string"}
+         for i in shown]))
+    return shown, columns, secret
 
 
 MASK = "********"  # a secret's mask: the same width whatever its length
@@ -120,17 +141,6 @@ def cut(text: str, limit: int) -> str:
 
 def _secret(field: str) -> bool:
     return field in MASKED_FIELDS or field.startswith(MASKED_PREFIX)
-
-
-@functools.lru_cache(maxsize=1024)
-def _columns(names: tuple[str, ...]) -> orjson.Fragment:
-    """The `columns` of a table of *names*, written once as JSON: records
-    of one source share their field names, and a fragment (bytes) is
-    immutable, so one serves every table that has them. Building them per
-    record cost 40 % of the mapping; orjson writing them as dataclasses
-    cost more than writing all the rest of the answer."""
-    return orjson.Fragment(orjson.dumps(
-        [{"name": cut(name, SHORT_TEXT), "type": "string"} for name in names]))
 
 
 def sighting(

@@ -35,7 +35,7 @@ from .options import Options
 from .budget import Budget, out_of_time
 from .catalog_cache import CatalogStore
 from .digest import key_digest
-from .envelope import Bundle
+from .envelope import Bundle, Written
 from .errors import RelayError, warning
 from .observables import Observable
 from .records import Catalog, RecordFilter
@@ -52,8 +52,6 @@ SELECTORS = {"email": "emails", "user": "usernames", "ip": "ips",
 GRACE = 0.1
 STOP_WAIT = 1.0  # seconds to wait for stopped calls to give back their slots
 UNEXPECTED = "An unexpected error occurred while answering for {value}."
-
-Entities = dict[str, list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -105,16 +103,16 @@ class Lookup:
         """Return the CTIM entities of *observables*, in order, and the
         errors met; everything is over when the budget is."""
         made: dict[int, dict[str, Any]] = {}  # this answer's Indicators
+        bundle = Bundle()
 
         def entities(observable: Observable, found: Records,
-                     catalogs: Mapping[int, Catalog]) -> Entities:
-            return ctim.observe((observable.type, observable.value),
-                                found.records, catalogs,
-                                options.mask_passwords, made)
+                     catalogs: Mapping[int, Catalog]) -> Written:
+            return bundle.write(ctim.observe(
+                (observable.type, observable.value), found.records,
+                catalogs, options.mask_passwords, made))
 
         mapped, errors = _Observe(self, key, observables, options, budget,
                                   entities).run()
-        bundle = Bundle()
         for each in mapped:
             if each is not None:
                 bundle.add(each)

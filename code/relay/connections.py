@@ -5,9 +5,9 @@ Before it reuses a pooled connection, urllib3 asks whether the server has
 closed it: a `poll` of timeout 0 on its socket. Under gevent that `poll`
 is the cooperative one, which parks the greenlet until the event loop has
 run everything else that is ready. So every SpyCloud call waited, before
-sending, for every other ready greenlet: a batch's calls left one after
-the other's preparation, and a call started as a slot freed up waited for
-the mapping of whole observables. The check here asks the operating
+sending, for every other ready greenlet: a batch's ten calls left only
+once all ten were prepared, and a call started as a slot freed up waited
+for the mapping of whole observables. The check here asks the operating
 system directly; it never waits, so there is nothing to yield for.
 """
 

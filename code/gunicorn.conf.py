@@ -6,6 +6,7 @@ import ctypes
 import ctypes.util
 import gc
 import os
+import resource
 import sys
 import tempfile
 
@@ -60,6 +61,19 @@ limit_request_fields = 100
 # container's user may have no home directory to put it in.
 control_socket_disable = True
 
+# Each connection a worker holds is a file descriptor, and so is each
+# connection to SpyCloud it keeps: raise the soft open-files limit to what
+# WORKER_CONNECTIONS needs (the hard limit is the ceiling), so a worker
+# really holds that many slow clients before new ones wait.
+FILES_PER_CONNECTION = 2  # the client's socket, and one to SpyCloud
+FILES_SPARE = 256  # listeners, logs, Redis, the JWKS hosts, libraries
+_wanted = SETTINGS.worker_connections * FILES_PER_CONNECTION + FILES_SPARE
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if _soft != resource.RLIM_INFINITY and _soft < _wanted:
+    _soft = _wanted if _hard == resource.RLIM_INFINITY else min(_wanted, _hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (_soft, _hard))
+OPEN_FILES = _soft
+
 # glibc gives each thread that allocates its own malloc arena (up to 8 per
 # core), and memory freed in one is not reused by the others: a relay whose
 # threads each decode large SpyCloud pages would grow with its thread
@@ -82,11 +96,17 @@ def when_ready(server):
     from relay.version import VERSION
 
     fields = SETTINGS.describe()
+    fields["open_files"] = OPEN_FILES
     fields["audience"] = SETTINGS.jwt_audience or (
         "each request's own URL (Host header): pin JWT_AUDIENCE to the URL"
         " registered in XDR in production")
     logging.getLogger("relay").info("relay %s starting", VERSION,
                                     extra={"fields": fields})
+    if OPEN_FILES < _wanted:
+        logging.getLogger("relay").warning(
+            "the open-files limit (%d) holds fewer than WORKER_CONNECTIONS"
+            " connections per worker; raise the hard limit (ulimit -Hn)",
+            OPEN_FILES)
     if SETTINGS.metrics_bind:
         metrics.serve(SETTINGS.metrics_bind)
 
@@ -103,3 +123,12 @@ def post_worker_init(worker):
 
     stamina.instrumentation.set_on_retry_hooks([log_retry])
     gc.freeze()
+
+
+def post_request(worker, req, environ, resp):
+    """Close a connection whose request body was not read whole (too slow,
+    too large or unreadable) instead of waiting to read past it."""
+    from relay.factory import CLOSE
+
+    if environ.get(CLOSE):
+        req.must_close = True

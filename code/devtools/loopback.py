@@ -6,14 +6,21 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+class _Server(ThreadingHTTPServer):
+    # Python's default listen backlog is 5: a burst of new connections
+    # (ten SpyCloud calls at once) lost SYNs and waited a second for the
+    # client's retry. The kernel caps it at net.core.somaxconn.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 class LoopbackServer:
     """Serves *handler* in a background thread (or in the foreground)."""
 
     def __init__(
         self, handler: type[BaseHTTPRequestHandler], host: str, port: int
     ) -> None:
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((host, port), handler)
         self._thread = threading.Thread(target=self.httpd.serve_forever,
                                         daemon=True)
 

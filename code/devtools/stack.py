@@ -152,7 +152,7 @@ class Stack:
                 raise RuntimeError("the relay exited at start-up")
             try:
                 requests.post(self.url + "/version", timeout=1)
-            except requests.ConnectionError:
+            except requests.RequestException:  # not up yet, or busy
                 time.sleep(0.1)
                 continue
             return self._check_own()

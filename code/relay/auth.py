@@ -14,12 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import gevent
 import jwt
 import requests
 
 from . import metrics
 from .budget import Budget
+from .concurrency import Expired, deadline
 from .errors import AuthorizationError, RelayError
 from .options import Options, parse_options
 
@@ -187,21 +187,18 @@ class JwksCache:
         url = self._url_template.format(jwks_host=host)
         left = budget.remaining() if budget else max(self.TIMEOUT)
         metrics.JWKS_FETCHES.inc()
-        # The whole fetch ends by the budget, a trickled body too.
-        deadline = gevent.Timeout(max(left, 0.001))
-        deadline.start()
         try:
-            response = self._session.get(
-                url,
-                timeout=(min(self.TIMEOUT[0], left),
-                         min(self.TIMEOUT[1], left)),
-                allow_redirects=False,
-            )
-            response.raise_for_status()
-            keys = jwt.PyJWKSet.from_dict(response.json()).keys
-        except gevent.Timeout as timeout:
-            if timeout is not deadline:
-                raise
+            # The whole fetch ends by the budget, a trickled body too.
+            with deadline(left):
+                response = self._session.get(
+                    url,
+                    timeout=(min(self.TIMEOUT[0], left),
+                             min(self.TIMEOUT[1], left)),
+                    allow_redirects=False,
+                )
+                response.raise_for_status()
+                keys = jwt.PyJWKSet.from_dict(response.json()).keys
+        except Expired:
             log.warning("JWKS of %s unreachable: Timeout", host)
             return "jwks_host_unreachable"
         except (requests.ConnectionError, requests.Timeout) as exc:
@@ -211,8 +208,6 @@ class JwksCache:
         except (requests.RequestException, ValueError, jwt.PyJWTError) as exc:
             log.warning("JWKS of %s unusable: %s", host, type(exc).__name__)
             return "jwks_unusable"
-        finally:
-            deadline.close()
         return {k.key_id: k for k in keys if k.key_id}
 
 

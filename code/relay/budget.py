@@ -18,12 +18,14 @@ class Budget:
 
     def __init__(
         self, seconds: float, clock: Callable[[], float] = time.monotonic,
-        request_id: str = "-",
+        request_id: str = "-", started: float | None = None,
     ) -> None:
         self.seconds = seconds
         self.request_id = request_id  # for log lines of the request's calls
         self._clock = clock
-        self._deadline = clock() + seconds
+        # From *started* (the request's arrival, on *clock*) if given: the
+        # time its body took to arrive is spent already.
+        self._deadline = (clock() if started is None else started) + seconds
         self._lock = threading.Lock()
         self.calls = 0
 

@@ -11,14 +11,18 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import IO
 
 import requests
 from flask import Flask, Response, g, jsonify, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import (
+    BadRequest, HTTPException, RequestEntityTooLarge, RequestTimeout,
+)
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import metrics, routes
 from .auth import JwksCache
+from .concurrency import Expired, deadline
 from .catalog_cache import (
     MISSING_TTL, CatalogCache, CatalogStore, SharedCatalogCache,
 )
@@ -39,6 +43,10 @@ log = logging.getLogger("relay")
 LEASE_MARGIN = 5.0  # seconds a shared slot's lease outlives the budget
 # An incoming X-Request-Id is kept when it is a plain token; else a new one.
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# Set in a request's WSGI environ when its connection must not be reused
+# (its body was not read whole); gunicorn.conf.py's post_request closes it.
+CLOSE = "relay.close_connection"
+CHUNK = 65_536  # bytes of a request body read at a time
 
 
 def _utcnow() -> dt.datetime:
@@ -113,9 +121,10 @@ def create_app(
         ),
     )
     app.register_blueprint(routes.bp)
-    _register_body_cap(app, settings.max_body_bytes)
+    _register_access_log(app)  # first: the body's deadline starts there
+    _register_body_read(app, settings.max_body_bytes, settings.body_timeout,
+                        settings.request_budget)
     _register_error_handlers(app)
-    _register_access_log(app)
     return app
 
 
@@ -150,24 +159,70 @@ def _register_error_handlers(app: Flask) -> None:
         ]))
 
 
-def _register_body_cap(app: Flask, cap: int) -> None:
+def _register_body_read(app: Flask, cap: int, timeout: float,
+                        budget: float) -> None:
     @app.before_request
-    def read_capped_body() -> None:
-        """Refuse a body over the cap however it is sent: a chunked body
-        has no Content-Length for Flask's own check to look at."""
-        if request.content_length is None and request.method == "POST":
-            data = request.environ["wsgi.input"].read(cap + 1)
-            if len(data) > cap:
-                raise RequestEntityTooLarge()
-            # From here on the body is an ordinary one of known length.
-            request.environ["wsgi.input"] = io.BytesIO(data)
-            request.environ["CONTENT_LENGTH"] = str(len(data))
-            request.environ.pop("HTTP_TRANSFER_ENCODING", None)
+    def read_body() -> None:
+        """Read a POST's body whole, by its deadline, before any view runs.
+
+        The body must arrive within *timeout* seconds of the request's
+        start (and within its budget), or the answer is 408 and the
+        connection is closed: a client that never finishes its body holds
+        a connection for seconds, not for as long as it likes. A body over
+        the cap is refused unread (413) however it is sent; one that cannot
+        be read (a bad chunk, a client that hung up) is a 400.
+        """
+        if request.method != "POST":
+            return
+        environ = request.environ
+        length = request.content_length
+        if length is not None and length > cap:
+            environ[CLOSE] = True  # its body is never read
+            raise RequestEntityTooLarge()
+        left = g.started + min(timeout, budget) - time.monotonic()
+        try:
+            with deadline(left):
+                data = _read(environ["wsgi.input"], length, cap)
+        except Expired:
+            environ[CLOSE] = True
+            log.info("request body too slow", extra={"fields": {
+                "request_id": g.request_id, "seconds": f"{timeout:g}"}})
+            raise RequestTimeout(f"The request body did not arrive within"
+                                 f" {min(timeout, budget):g} s.") from None
+        except Exception as error:  # a bad chunk, a client that hung up
+            environ[CLOSE] = True
+            log.info("request body unreadable", extra={"fields": {
+                "request_id": g.request_id, "error": type(error).__name__}})
+            raise BadRequest("The request body could not be read.") from None
+        if len(data) > cap:
+            environ[CLOSE] = True
+            raise RequestEntityTooLarge()
+        # From here on the body is an ordinary one of known length.
+        environ["wsgi.input"] = io.BytesIO(data)
+        environ["CONTENT_LENGTH"] = str(len(data))
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+
+
+def _read(stream: IO[bytes], length: int | None, cap: int) -> bytes:
+    """Read a body of *length* bytes (None: chunked, at most *cap* + 1)."""
+    want = cap + 1 if length is None else length
+    parts, got = [], 0
+    while got < want:
+        part = stream.read(min(CHUNK, want - got))
+        if not part:
+            if length is not None:  # the client hung up mid-body
+                raise EOFError("the body ended early")
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
 
 
 def _register_access_log(app: Flask) -> None:
     @app.before_request
     def start_clock() -> None:
+        """Note the request's arrival and id first: every answer, an
+        unreadable body's too, carries them."""
         g.started = time.monotonic()
         given = request.headers.get("X-Request-Id", "")
         g.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex

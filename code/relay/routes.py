@@ -49,9 +49,10 @@ def _settings() -> Settings:
 
 
 def _budget() -> Budget:
-    """Start the request's time budget; it covers the JWKS fetch too."""
+    """The request's time budget, counted from its arrival: it covers the
+    body's reading and the JWKS fetch too."""
     budget = g.budget = Budget(_settings().request_budget,
-                               request_id=g.request_id)
+                               request_id=g.request_id, started=g.started)
     return budget
 
 

@@ -255,6 +255,10 @@ class Settings:
     max_body_bytes: int = var(
         "MAX_BODY_BYTES", 1_048_576, count,
         "larger request bodies get HTTP 413")
+    body_timeout: float = var(
+        "BODY_TIMEOUT", 5.0, seconds,
+        "seconds a request body may take to arrive (within the request's"
+        " budget); a slower one gets HTTP 408 and its connection is closed")
     max_answer_sightings: int = var(
         "MAX_ANSWER_SIGHTINGS", 5000, count,
         "sightings in one answer at most (about 2 KB each with their"
@@ -304,9 +308,10 @@ class Settings:
         "WEB_CONCURRENCY", 1, count,
         "gunicorn worker processes (see \"One process per container\")")
     worker_connections: int = var(
-        "WORKER_CONNECTIONS", 1000, count,
+        "WORKER_CONNECTIONS", 10_000, count,
         "connections one worker holds at once, idle and slow ones included"
-        " (each a greenlet of a few KB); more wait in the listen backlog")
+        " (each a greenlet of a few KB); more wait in the listen backlog."
+        " The open-files limit is raised at start-up to match")
     metrics_bind: str | None = var(
         "METRICS_BIND", None, optional_address,
         "`HOST:PORT` of a separate Prometheus listener (unset: no metrics"

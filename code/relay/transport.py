@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-import gevent
 import requests
 import stamina
 from requests.structures import CaseInsensitiveDict
@@ -25,6 +24,7 @@ from stamina.instrumentation import RetryDetails
 
 from . import metrics
 from .budget import Budget, out_of_time
+from .concurrency import Expired, deadline
 from .connections import Adapter
 from .digest import key_digest
 from .errors import (
@@ -219,8 +219,15 @@ class Transport:
             "?" + urlencode(params) if params else "")
         request.headers = CaseInsensitiveDict(
             {**self._headers, "X-API-Key": key})
-        deadline = gevent.Timeout(left)
-        deadline.start()
+        try:
+            with deadline(left):
+                return self._send(request, left)
+        except Expired:
+            # The budget ran out during the exchange: no time to retry.
+            raise SpyCloudError(TIMED_OUT, kind="timeout") from None
+
+    def _send(self, request: requests.PreparedRequest, left: float) -> Reply:
+        """Send *request* and read its answer whole, under the caps."""
         try:
             response = self._adapter.send(
                 request,
@@ -235,11 +242,6 @@ class Transport:
                              self._read(response))
             finally:
                 response.close()
-        except gevent.Timeout as timeout:
-            if timeout is not deadline:
-                raise
-            # The budget ran out during the exchange: no time to retry.
-            raise SpyCloudError(TIMED_OUT, kind="timeout") from None
         except requests.exceptions.SSLError as exc:
             raise SpyCloudError(
                 f"Unable to verify SSL certificate: {_reason(exc)}",
@@ -253,8 +255,6 @@ class Transport:
             raise SpyCloudError(
                 f"The call to SpyCloud failed: {type(exc).__name__}."
             ) from exc
-        finally:
-            deadline.close()
 
     def _read(self, response: requests.Response) -> bytes:
         """Read the body a chunk at a time, refusing one over the cap."""

@@ -270,7 +270,7 @@ def external_references(catalog: Catalog) -> list[dict[str, str]]:
         refs.append({
             "source_name": SOURCE,
             "description": cut(catalog.site_description, LONG_TEXT),
-            "url": catalog.site,
+            "url": "https://" + catalog.site,  # a checked domain
         })
     if catalog.uuid and catalog.description:
         refs.append({

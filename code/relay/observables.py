@@ -33,6 +33,10 @@ EMAIL = re.compile(
 )
 
 
+MAX_DOMAIN_LENGTH = 253
+LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
 @dataclass(frozen=True)
 class Observable:
     """One observable to look up: as sent, and as SpyCloud is asked."""
@@ -144,6 +148,28 @@ def email(value: str) -> str | None:
     if len(value) > MAX_EMAIL_LENGTH or not EMAIL.fullmatch(value):
         return None
     return value.lower()
+
+
+def domain(value: str) -> str | None:
+    """Return the domain lower-cased, one trailing dot dropped and an IDN
+    as punycode, or None unless it has at least two labels of 1-63
+    letters, digits or hyphens (none at either end of a label), at most
+    253 characters, and a last label that is not a number: no wildcard,
+    scheme, path, port or space."""
+    name = value.lower()
+    if name.endswith("."):
+        name = name[:-1]
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
+    labels = name.split(".")
+    if len(name) > MAX_DOMAIN_LENGTH or len(labels) < 2 \
+            or labels[-1].isdigit() \
+            or not all(LABEL.fullmatch(label) for label in labels):
+        return None
+    return name
 
 
 def username(value: str) -> str | None:

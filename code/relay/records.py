@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-NO_SITE = "n/a"
+from .observables import domain
+
+UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
 class PayloadError(ValueError):
@@ -175,13 +178,17 @@ def parse_catalog(raw: Any) -> Catalog:
     if not isinstance(title, str) or not title.strip():
         raise ValueError(f"catalog {catalog_id} has no title")
     site = _text(raw.get("site"))
-    if site is not None and site.strip().lower() == NO_SITE:
-        site = None
+    # The breached site becomes a domain observable and a link: only a
+    # valid domain may (`n/a` is SpyCloud's word for none).
+    site = domain(site) if site is not None else None
+    uuid = _text(raw.get("uuid"))
     assets = raw.get("assets")
     combo = raw.get("combo_list_flag")
     return Catalog(
         id=catalog_id,
-        uuid=_text(raw.get("uuid")),
+        # A portal URL is built of it: only a UUID may.
+        uuid=uuid.lower() if uuid is not None and UUID.fullmatch(uuid)
+        else None,
         title=title,
         description=_text(raw.get("description")),
         site=site,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import quote
 
+from . import text
 from .observables import NAMES
 from .records import Catalog
 
@@ -37,10 +38,11 @@ def browse(portal: str, kind: str,
     for catalog in catalogs:
         if not catalog.uuid:
             continue
+        title = text.label(catalog.title)
         links.append({
             "id": f"ref-spycloud-detail-breach-{catalog.uuid}",
-            "title": f"Browse breach: {catalog.title}",
-            "description": f"SpyCloud's description of {catalog.title},"
+            "title": f"Browse breach: {title}",
+            "description": f"SpyCloud's description of {title},"
             f" in which this {NAMES[kind]} appears",
             "url": portal + CATALOG_PATH.format(uuid=catalog.uuid),
             "categories": ["Browse", "SpyCloud"],

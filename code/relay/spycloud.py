@@ -97,12 +97,13 @@ class SpyCloud:
         path = f"{endpoint}/{segment}" if segment else endpoint
         cursor = ""
         seen: set[str] = set()
+        documents: set[Any] = set()  # each record is offered once
         rejected = 0
         for _ in range(max_pages):
             answer = self.transport.get_json(
                 key, path, budget,
                 {**params, "cursor": cursor} if cursor else params or None,
-                parse=lambda payload: _fold(_page(payload), offer),
+                parse=lambda payload: _fold(_page(payload), offer, documents),
                 endpoint=endpoint,
             )
             if answer is None:  # 400: an identifier SpyCloud won't search
@@ -145,11 +146,19 @@ def _page(payload: Any) -> Page:
             kind="bad_body", status=200) from exc
 
 
-def _fold(page: Page, offer: Callable[[Any], None]) -> tuple[str, int]:
-    """Offer a page's records one by one; return the page's cursor and how
-    many records were unusable. The page is dropped once read."""
+def _fold(page: Page, offer: Callable[[Any], None],
+          documents: set[Any]) -> tuple[str, int]:
+    """Offer a page's records one by one, each `document_id` once however
+    often SpyCloud sends it (*documents*: those offered so far); return the
+    page's cursor and how many records were unusable. The page is dropped
+    once read."""
     rejected = 0
     for raw in page.results:
+        document = raw.get("document_id") if isinstance(raw, dict) else None
+        if isinstance(document, str):
+            if document in documents:
+                continue
+            documents.add(document)
         try:
             offer(raw)
         except ValueError as exc:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import text
 from .records import Record
 
 # Period id → its length; the window is the period that ends now.
@@ -221,7 +222,7 @@ def _top_breaches(exposure: Exposure, titles: Mapping[int, str]) -> Shape:
                         for s in exposure.breaches[source].values())
         data.append({
             "key": str(source),
-            "label": titles.get(source, f"Breach {source}"),
+            "label": text.label(titles.get(source, f"Breach {source}")),
             "value": len(exposure.breaches[source]),
             "values": [{"key": CLASSES[kind][0], "value": count}
                        for kind, count in sorted(worst.items())],
@@ -236,18 +237,13 @@ def _most_exposed(exposure: Exposure, titles: Mapping[int, str]) -> Shape:
                     key=lambda item: (-item[1], item[0]))[:TOP]
     for who, count in ranked:
         worst = exposure.worst[who]
-        label = CLASSES[CLASS_OF.get(worst, OTHER)][1]
+        worst_label = CLASSES[CLASS_OF.get(worst, OTHER)][1]
         code = f" ({worst})" if worst >= 0 else ""
-        lines.append(f"| {_cell(who)} | {count} | {label}{code} |"
+        lines.append(f"| {text.markdown(who)} | {count} | {worst_label}{code} |"
                      f" {exposure.newest[who].date().isoformat()} |")
     if not ranked:
         lines.append("| no exposure in this period | | | |")
     return {"data": lines}
-
-
-def _cell(text: str) -> str:
-    # A markdown table cell: no pipes or line breaks from the data.
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _time(value: dt.datetime) -> str:

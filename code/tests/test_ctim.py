@@ -190,7 +190,7 @@ def test_indicator_whole_document() -> None:
             {
                 "source_name": "Spycloud",
                 "description": "A forum for examples.",
-                "url": "forum.example.net",
+                "url": "https://forum.example.net",
             },
             {
                 "source_name": "Spycloud",

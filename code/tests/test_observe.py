@@ -35,9 +35,14 @@ def rec(n: int, source: int = 1, day: int = 1, **extra: Any) -> dict:
     }
 
 
+def uuid_of(n: int) -> str:
+    """The uuid of catalog *n*: a real UUID, as SpyCloud sends."""
+    return f"5b0d4a4e-0000-4000-8000-{n:012d}"
+
+
 def cat(n: int, **extra: Any) -> dict:
     return {
-        "id": n, "uuid": f"uuid-{n}", "title": f"Breach {n}",
+        "id": n, "uuid": uuid_of(n), "title": f"Breach {n}",
         "description": f"About breach {n}", "site": f"site{n}.example",
         "spycloud_publish_date": "2019-12-01T00:00:00Z", "confidence": 2,
         "assets": {"email": 1}, **extra,
@@ -84,6 +89,18 @@ def test_paging_across_three_pages(client, mocked, auth) -> None:
     mocked.get(CATALOG + "1", json=page([cat(1)]))
     body = observe(client, auth, EMAIL)
     assert len(sightings(body)) == 3
+    assert "errors" not in body
+
+
+def test_a_record_sent_twice_is_one_sighting(client, mocked, auth) -> None:
+    mocked.get(RECORDS + EMAIL, json=page([rec(1), rec(2), rec(1)], "c1"))
+    mocked.get(RECORDS + EMAIL, json=page([rec(1), rec(3)]),
+               match=[matchers.query_param_matcher({"cursor": "c1"})])
+    mocked.get(CATALOG + "1", json=page([cat(1)]))
+    body = observe(client, auth, EMAIL)
+    ids = [s["id"] for s in sightings(body)]
+    assert len(ids) == len(set(ids)) == 3
+    assert body["data"]["relationships"]["count"] == 3
     assert "errors" not in body
 
 
@@ -425,7 +442,8 @@ def test_a_failing_email_leaves_the_others_whole(client, mocked, auth) -> None:
     assert body["errors"] == [{"type": "fatal", "code": "unknown",
                                "message": "SpyCloud did not answer in time."}]
     only = sightings(body)[0]
-    assert only["source_uri"] == "https://portal.spycloud.com/breach/catalog/uuid-7"
+    assert only["source_uri"] == \
+        "https://portal.spycloud.com/breach/catalog/" + uuid_of(7)
     assert only["relations"][0]["relation"] == "Leaked_From"
     assert body["data"]["indicators"]["count"] == 1
     assert body["data"]["relationships"]["count"] == 1

@@ -146,3 +146,40 @@ def test_the_filter_by_day() -> None:
     only = RecordFilter(since=dt.date(2020, 1, 1))
     assert only.admits(made(spycloud_publish_date="2020-01-01T00:00:00Z"))
     assert not only.admits(made(spycloud_publish_date="2019-12-31T23:59:59Z"))
+
+
+CATALOG = {"id": 7, "title": "Breach",
+           "uuid": "8E9F2A3B-1111-4C2D-9E8F-0A1B2C3D4E5F"}
+
+
+@pytest.mark.parametrize("site, kept", [
+    ("forum.example.net", "forum.example.net"),
+    ("Forum.Example.NET.", "forum.example.net"),
+    ("xn--bcher-kva.example", "xn--bcher-kva.example"),
+    ("bücher.example", "xn--bcher-kva.example"),
+    ("n/a", None), ("N/A", None), ("", None), (None, None), (7, None),
+    ("javascript:alert(1)", None), ("<svg onload=alert(3)>", None),
+    ("data:text/html,x", None), ("https://forum.example.net", None),
+    ("forum.example.net/login", None), ("forum.example.net:443", None),
+    ("*.example.net", None), ("forum example.net", None),
+    ("localhost", None), ("1.2.3.4", None), ("-bad.example", None),
+    ("bad-.example", None), ("a..example", None),
+    ("a" * 64 + ".example", None), (".".join(["a" * 60] * 5), None),
+    ("//evil.example", None), ("evil.example\n", None),
+])
+def test_a_catalog_site_is_kept_only_as_a_domain(site: Any,
+                                                 kept: str | None) -> None:
+    raw = {**CATALOG, "site": site} if site is not None else CATALOG
+    assert parse_catalog(raw).site == kept
+
+
+@pytest.mark.parametrize("uuid, kept", [
+    ("8E9F2A3B-1111-4C2D-9E8F-0A1B2C3D4E5F",
+     "8e9f2a3b-1111-4c2d-9e8f-0a1b2c3d4e5f"),
+    ("../../../../evil?x=1#frag", None), ("uuid-7", None), ("", None),
+    ("8e9f2a3b11114c2d9e8f0a1b2c3d4e5f", None), (7, None),
+    ("8e9f2a3b-1111-4c2d-9e8f-0a1b2c3d4e5f/../x", None),
+])
+def test_a_catalog_uuid_is_kept_only_as_a_uuid(uuid: Any,
+                                               kept: str | None) -> None:
+    assert parse_catalog({**CATALOG, "uuid": uuid}).uuid == kept

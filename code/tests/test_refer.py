@@ -10,7 +10,7 @@ from responses import matchers
 
 from relay.factory import create_app
 
-from .test_observe import CATALOG, RECORDS, cat, page, rec
+from .test_observe import CATALOG, RECORDS, cat, page, rec, uuid_of
 
 SEARCH_URL = "https://portal.spycloud.com/watchlist/records/view/all"
 
@@ -40,11 +40,11 @@ def search(kind: str, quoted: str) -> dict:
 
 def browse(n: int, kind: str = "email") -> dict:
     return {
-        "id": f"ref-spycloud-detail-breach-uuid-{n}",
+        "id": f"ref-spycloud-detail-breach-{uuid_of(n)}",
         "title": f"Browse breach: Breach {n}",
         "description": f"SpyCloud's description of Breach {n}, in which"
         f" this {READ_AS[kind]} appears",
-        "url": f"https://portal.spycloud.com/breach/catalog/uuid-{n}",
+        "url": f"https://portal.spycloud.com/breach/catalog/{uuid_of(n)}",
         "categories": ["Browse", "SpyCloud"],
     }
 
@@ -103,7 +103,7 @@ def test_repeated_observe_and_refer_make_no_new_call(
     again = client.post("/observe/observables", headers=auth, json=[body]).json
     links = client.post("/refer/observables", headers=auth, json=[body]).json
     assert again == first
-    assert links["data"][1]["id"] == "ref-spycloud-detail-breach-uuid-7"
+    assert links["data"][1]["id"] == "ref-spycloud-detail-breach-" + uuid_of(7)
     assert len(mocked.calls) == calls  # neither asked SpyCloud again
 
 
@@ -136,3 +136,52 @@ def test_lookback_is_sent_as_since_and_checked(
         {"type": "email", "value": "jane@example.com"}],
         headers={"Authorization": f"Bearer {token}"}).json
     assert body == {"data": {}}
+
+
+HOSTILE_CATALOG = cat(7, site="javascript:alert(1)",
+                      uuid="../../../../evil?x=1#frag",
+                      site_description="Click me")
+
+
+def urls(value: object) -> list[str]:
+    """Every string of an answer that looks like a link or names a site."""
+    if isinstance(value, dict):
+        return [u for v in value.values() for u in urls(v)]
+    if isinstance(value, list):
+        return [u for v in value for u in urls(v)]
+    return [value] if isinstance(value, str) and (
+        ":" in value and "/" in value or "alert" in value
+        or "evil" in value) else []
+
+
+def test_hostile_catalog_fields_make_no_link_or_observable(
+        client, mocked, auth) -> None:
+    mocked.get(RECORDS + "jane@example.com", json=page([rec(1, 7)]))
+    mocked.get(CATALOG + "7", json=page([HOSTILE_CATALOG]))
+    body = client.post("/observe/observables", headers=auth, json=[
+        {"type": "email", "value": "jane@example.com"}]).json["data"]
+    (sighting,) = body["sightings"]["docs"]
+    (indicator,) = body["indicators"]["docs"]
+    assert "source_uri" not in sighting
+    assert sighting["relations"] == []  # no Leaked_From to the "site"
+    assert indicator["external_references"] == []
+    assert indicator["external_ids"] == ["7"]
+    assert urls(body) == []
+
+
+def test_hostile_catalog_fields_make_no_browse_link(
+        client, mocked, auth) -> None:
+    mocked.get(RECORDS + "jane@example.com", json=page([rec(1, 7)]))
+    mocked.get(CATALOG + "7", json=page([HOSTILE_CATALOG]))
+    assert refer(client, auth, ("email", "jane@example.com")) == {
+        "data": [search("email", "jane%40example.com")]}
+
+
+def test_a_long_breach_title_makes_a_bounded_refer_title(
+        client, mocked, auth) -> None:
+    mocked.get(RECORDS + "jane@example.com", json=page([rec(1, 7)]))
+    mocked.get(CATALOG + "7", json=page([cat(
+        7, title="\u202e<b>" + "T" * 200_000)]))
+    browse = refer(client, auth, ("email", "jane@example.com"))["data"][1]
+    assert browse["title"] == "Browse breach: <b>" + "T" * 196 + "…"
+    assert len(browse["description"]) < 300

@@ -119,6 +119,14 @@ def test_watchlist_since_the_period_start_filtered_exactly(
     assert body["data"]["data"][1]["value"] == 2
 
 
+def test_a_watchlist_record_sent_twice_counts_once(
+        client, mocked, auth) -> None:
+    mocked.get(WATCHLIST, json=page([
+        rec(1, "2026-03-14"), rec(1, "2026-03-14"), rec(2, "2026-03-13")]))
+    mocked.get(CATALOG + "7", json=page([{"id": 7, "title": "Seven"}]))
+    assert summary(client, auth)["data"]["data"][1]["value"] == 2
+
+
 def test_page_cap_and_missing_catalog_warn(client, mocked, auth) -> None:
     mocked.get(WATCHLIST, json=page([rec(1, "2026-03-14")], "c1"),
                match=[matchers.query_param_matcher({"since": "2026-03-08"})])

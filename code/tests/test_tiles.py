@@ -134,18 +134,18 @@ def test_most_exposed_markdown() -> None:
     assert lines == [
         "| Identity | Records | Worst severity | Newest exposure |",
         "|---|---|---|---|",
-        "| a@corp.example | 2 | Plaintext password (20) | 2026-03-14 |",
-        "| b@corp.example | 2 | Infected device (25) | 2026-03-14 |",
-        "| d@corp.example | 2 | Other (30) | 2026-03-09 |",
-        "| c@corp.example | 1 | Informational (5) | 2026-03-10 |",
-        "| f@corp.example | 1 | Other | 2026-03-11 |",
+        "| a\\@corp\\.example | 2 | Plaintext password (20) | 2026-03-14 |",
+        "| b\\@corp\\.example | 2 | Infected device (25) | 2026-03-14 |",
+        "| d\\@corp\\.example | 2 | Other (30) | 2026-03-09 |",
+        "| c\\@corp\\.example | 1 | Informational (5) | 2026-03-10 |",
+        "| f\\@corp\\.example | 1 | Other | 2026-03-11 |",
     ]
 
 
 def test_most_exposed_escapes_table_syntax() -> None:
     lines = data("spycloud-most-exposed", exposure(
         [rec(1, "2026-03-14", 20, 1, "x|y\nz@corp.example")]))
-    assert lines[2].startswith("| x\\|y z@corp.example | 1 |")
+    assert lines[2].startswith("| x\\|y z\\@corp\\.example | 1 |")
 
 
 @pytest.mark.parametrize("tile_id", list(tiles.TILES))
@@ -190,3 +190,11 @@ def test_every_icon_is_one_xdr_draws() -> None:
     shaped = tiles.tile_data("spycloud-exposure-summary", exposure(WATCHLIST),
                              {})
     assert {m["icon"] for m in shaped["data"]} <= DRAWN
+
+
+def test_top_breach_labels_are_plain_and_bounded() -> None:
+    shaped = tiles.tile_data("spycloud-top-breaches", exposure(WATCHLIST),
+                             {1: "Forum\r\nBreach\u202e", 3: "S" * 200_000})
+    labels = {d["key"]: d["label"] for d in shaped["data"]}
+    assert labels["1"] == "Forum  Breach"
+    assert labels["3"] == "S" * 199 + "…"

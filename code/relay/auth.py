@@ -46,6 +46,9 @@ WRONG_AUDIENCE = "Wrong configuration-token-audience"
 EXPIRED = "Token has expired"
 NOT_YET_VALID = "Token is not yet valid"
 WRONG_PAYLOAD = "Wrong JWT payload structure"
+BAD_CLAIMS = "Wrong JWT payload structure: exp, nbf and iat must be numbers"
+# Seconds XDR's clock may be ahead of ours (iat, nbf) or behind (exp).
+LEEWAY = 60
 UNUSABLE_KEY = "Unauthorized"
 
 
@@ -67,6 +70,7 @@ REASONS = {
     WRONG_KEY: "bad_signature", WRONG_AUDIENCE: "wrong_audience",
     EXPIRED: "expired", NOT_YET_VALID: "not_yet_valid",
     WRONG_PAYLOAD: "no_key", UNUSABLE_KEY: "unusable_key",
+    BAD_CLAIMS: "bad_claims",
 }
 
 
@@ -251,11 +255,19 @@ def _bearer(authorization: str | None) -> str:
 
 
 def _verify(token: str, key: jwt.PyJWK, audience: str) -> dict[str, Any]:
-    # Most specific first: InvalidSignatureError is a DecodeError.
+    # Most specific first: InvalidSignatureError is a DecodeError. The
+    # signature is checked before the claims, and the token's structure
+    # was decoded already: any other DecodeError is a claim of the wrong
+    # type (PyJWT raises it for a non-numeric exp or nbf).
     try:
         return jwt.decode(
-            token, key=key, algorithms=ALGORITHMS, audience=audience
+            token, key=key, algorithms=ALGORITHMS, audience=audience,
+            leeway=LEEWAY,
         )
+    except jwt.InvalidSignatureError:
+        raise AuthorizationError(WRONG_KEY) from None
+    except (jwt.InvalidIssuedAtError, jwt.DecodeError):
+        raise AuthorizationError(BAD_CLAIMS) from None
     except jwt.ExpiredSignatureError:
         raise AuthorizationError(EXPIRED) from None
     except jwt.ImmatureSignatureError:

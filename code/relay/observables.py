@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import text
 from .errors import InvalidArgumentError, RelayError, warning
 
 # Problems named one by one in an answer; the rest are counted, so a large
@@ -145,7 +146,8 @@ def supported(observables: Sequence[dict[str, str]], cap: int) -> Query:
 def email(value: str) -> str | None:
     """Return the address lower-cased (SpyCloud indexes emails so), or None
     if it is not a plausible email."""
-    if len(value) > MAX_EMAIL_LENGTH or not EMAIL.fullmatch(value):
+    if len(value) > MAX_EMAIL_LENGTH or not EMAIL.fullmatch(value) \
+            or not text.visible(value):  # no zero-width or bidi marks
         return None
     return value.lower()
 
@@ -183,19 +185,24 @@ def username(value: str) -> str | None:
 
 
 def ipv4(value: str) -> str | None:
-    """Return a single IPv4 address in its normal form, or None."""
+    """Return a single IPv4 address in its normal form, or None; one
+    written IPv4-mapped (`::ffff:a.b.c.d`) is that IPv4 address."""
     address = _address(value)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped \
+            and not address.scope_id:
+        return str(address.ipv4_mapped)
     return str(address) if isinstance(address, ipaddress.IPv4Address) \
         else None
 
 
 def ipv6(value: str) -> str | None:
     """Return a single IPv6 address, compressed, or None; an IPv4-mapped
-    address (`::ffff:a.b.c.d`) is an `ip` observable, not an `ipv6` one."""
+    address (`::ffff:a.b.c.d`) is looked up as the IPv4 address it is."""
     address = _address(value)
-    if not isinstance(address, ipaddress.IPv6Address) \
-            or address.ipv4_mapped or address.scope_id:
+    if not isinstance(address, ipaddress.IPv6Address) or address.scope_id:
         return None
+    if address.ipv4_mapped:
+        return str(address.ipv4_mapped)
     return address.compressed
 
 

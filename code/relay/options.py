@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import text
 from .errors import RelayError, warning
 
 DEFAULT_ENTITIES_LIMIT = 100
@@ -15,6 +16,7 @@ DEFAULT_ENTITIES_LIMIT = 100
 # The module's options (claims from `custom_<NAME>` fields), docs/xdr.md.
 SEVERITIES = (2, 5, 20, 25)  # MIN_SEVERITY's choices: SpyCloud's codes
 MAX_LOOKBACK_DAYS = 36_500
+SHOWN_LENGTH = 40  # characters of an unusable value a warning shows
 TRUE = frozenset({"true", "yes", "1", "on"})
 FALSE = frozenset({"false", "no", "0", "off"})
 
@@ -44,11 +46,10 @@ def parse_options(
             return default
         value = read(raw)
         if value is None:
-            shown = raw if len(str(raw)) <= 40 else str(raw)[:37] + "..."
             warnings.append(warning(
                 "invalid argument",
-                f"The module option {name} has an unusable value {shown!r};"
-                f" its default ({shown_default}) was used.",
+                f"The module option {name} has an unusable value"
+                f" {_shown(raw)}; its default ({shown_default}) was used.",
             ))
             return default
         return value
@@ -67,14 +68,35 @@ def parse_options(
     return options, tuple(warnings)
 
 
+# Stands for any number of more digits than this: above every bound.
+MAX_DIGITS = 18
+HUGE = 10 ** MAX_DIGITS
+
+
 def _integer(raw: Any) -> int | None:
+    """Read a whole number, or a string of one (of any length: Python will
+    not convert one of thousands of digits, and no option needs one)."""
     if isinstance(raw, bool):
         return None
-    if isinstance(raw, str) and raw.strip().isdecimal():
-        return int(raw.strip())
+    if isinstance(raw, str):
+        digits = raw.strip()
+        if not (digits.isascii() and digits.isdecimal()):
+            return None
+        digits = digits.lstrip("0") or "0"
+        return HUGE if len(digits) > MAX_DIGITS else int(digits)
     if isinstance(raw, float) and raw.is_integer():
-        return int(raw)
-    return raw if isinstance(raw, int) else None
+        return min(int(raw), HUGE)
+    return min(raw, HUGE) if isinstance(raw, int) else None
+
+
+def _shown(raw: Any) -> str:
+    """The value as the warning shows it: quoted, one line, cut short."""
+    if isinstance(raw, str):
+        return repr(text.label(raw, SHOWN_LENGTH))
+    try:
+        return text.label(repr(raw), SHOWN_LENGTH)
+    except ValueError:  # an integer too long for repr
+        return "(a number too long to show)"
 
 
 def _severity(raw: Any) -> int | None:
@@ -91,8 +113,10 @@ def _days(raw: Any) -> int | None:
 def _boolean(raw: Any) -> bool | None:
     if isinstance(raw, bool):
         return raw
-    text = str(raw).strip().lower() if isinstance(raw, (str, int)) else ""
-    return True if text in TRUE else False if text in FALSE else None
+    if isinstance(raw, int):
+        return {1: True, 0: False}.get(raw)
+    word = raw.strip().lower() if isinstance(raw, str) else ""
+    return True if word in TRUE else False if word in FALSE else None
 
 
 def _positive(raw: Any) -> int | None:

@@ -181,13 +181,51 @@ def test_wrong_audience(client, jwks, make_token, aud) -> None:
 
 def test_expired(client, jwks, kit) -> None:
     token = kit.mint({"key": API_KEY, "jwks_host": JWKS_HOST,
-                      "aud": "http://localhost"}, lifetime=-60)
+                      "aud": "http://localhost"}, lifetime=-120)
     assert health(client, token).json == failed("Token has expired")
 
 
 def test_not_yet_valid(client, jwks, make_token) -> None:
     token = make_token(nbf=int(time.time()) + 600)
     assert health(client, token).json == failed("Token is not yet valid")
+
+
+@pytest.mark.parametrize("claims", [
+    {"iat": 2}, {"nbf": 2}, {"iat": 45, "nbf": 45}, {"exp": -30},
+])
+def test_a_clock_a_little_off_is_tolerated(
+        client, mocked, jwks, make_token, claims) -> None:
+    """XDR's clock a little ahead of ours (iat, nbf) or behind (exp)."""
+    now = int(time.time())
+    mocked.get(HEALTH, json=OK)
+    token = make_token(**{name: now + skew for name, skew in claims.items()})
+    assert health(client, token).json == {"data": {"status": "ok"}}
+
+
+@pytest.mark.parametrize("claims, text", [
+    ({"iat": 120}, "Token is not yet valid"),
+    ({"nbf": 120}, "Token is not yet valid"),
+    ({"exp": -120}, "Token has expired"),
+])
+def test_a_clock_far_off_is_refused(client, jwks, make_token, claims,
+                                    text) -> None:
+    now = int(time.time())
+    token = make_token(**{name: now + skew for name, skew in claims.items()})
+    assert health(client, token).json == failed(text)
+
+
+@pytest.mark.parametrize("claims", [
+    {"iat": "yesterday"}, {"nbf": "soon"}, {"exp": "later"}, {"iat": [1]},
+    {"exp": {"at": 1}},
+])
+def test_a_time_claim_of_the_wrong_type_is_bad_claims(
+        client, jwks, make_token, claims, caplog) -> None:
+    with caplog.at_level("INFO", logger="relay"):
+        answer = health(client, make_token(**claims)).json
+    assert answer == failed(
+        "Wrong JWT payload structure: exp, nbf and iat must be numbers")
+    assert [r.fields["reason"] for r in caplog.records
+            if r.getMessage() == "authorization failed"] == ["bad_claims"]
 
 
 @pytest.mark.parametrize("key", [None, "", 5])

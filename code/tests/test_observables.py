@@ -23,6 +23,8 @@ def test_username(value: str, query: str | None) -> None:
     ("", None), ("203.0.113.0/24", None), ("203.0.113", None),
     ("256.1.1.1", None), ("2001:db8::5", None), ("1.2.3.4/../x", None),
     ("example.com", None), ("1" * 300, None),
+    ("::ffff:203.0.113.5", "203.0.113.5"), ("::FFFF:cb00:7105", "203.0.113.5"),
+    ("::ffff:203.0.113.5%eth0", None),
 ])
 def test_ipv4(value: str, query: str | None) -> None:
     assert ipv4(value) == query
@@ -32,7 +34,7 @@ def test_ipv4(value: str, query: str | None) -> None:
     ("2001:db8::5", "2001:db8::5"),
     ("2001:0DB8:0000:0000:0000:0000:0000:0005", "2001:db8::5"),
     ("::1", "::1"),
-    ("", None), ("::ffff:203.0.113.5", None), ("2001:db8::/32", None),
+    ("::ffff:203.0.113.5", "203.0.113.5"), ("", None), ("2001:db8::/32", None),
     ("fe80::1%eth0", None), ("203.0.113.5", None), ("2001:db8::5/../a", None),
     ("2001:db8:::5", None), ("f" * 300, None),
 ])
@@ -43,6 +45,10 @@ def test_ipv6(value: str, query: str | None) -> None:
 @pytest.mark.parametrize(("value", "query"), [
     ("Jane.Doe@Example.com", "jane.doe@example.com"),
     ("", None), ("jane", None), ("a/b@", None), ("x" * 300 + "@a.com", None),
+    ("jane\u200b@example.com", None), ("jane@exa\u200bmple.com", None),
+    ("\u202emoc.elpmaxe@enaj", None), ("jane\u2066@example.com", None),
+    ("jane\ufeff@example.com", None), ("jane\u00ad@example.com", None),
+    ("jane@bücher.example", "jane@bücher.example"),
 ])
 def test_email(value: str, query: str | None) -> None:
     assert email(value) == query

@@ -31,7 +31,19 @@ from relay import options
     ({"CTR_ENTITIES_LIMIT": 5}, options.Options(entities_limit=5), []),
     ({"CTR_ENTITIES_LIMIT": " 8 "}, options.Options(entities_limit=8), []),
     *[({"CTR_ENTITIES_LIMIT": bad}, options.Options(), ["CTR_ENTITIES_LIMIT"])
-      for bad in ("lots", "abc", 0, "0", -3, "2.5", 2.5, True, [])],
+      for bad in ("lots", "abc", 0, "0", -3, "2.5", 2.5, True, [], "٣",
+                  "0" * 5000)],
+    # Numbers of any length are read, never raise: past every bound.
+    ({"CTR_ENTITIES_LIMIT": "9" * 5000}, options.Options(entities_limit=1000),
+     []),
+    ({"CTR_ENTITIES_LIMIT": "0" * 5000 + "7"}, options.Options(
+        entities_limit=7), []),
+    ({"CTR_ENTITIES_LIMIT": 10**400}, options.Options(entities_limit=1000),
+     []),
+    ({"MIN_SEVERITY": "2" * 5000}, options.Options(), ["MIN_SEVERITY"]),
+    ({"LOOKBACK_DAYS": "7" * 5000}, options.Options(), ["LOOKBACK_DAYS"]),
+    ({"MASK_PASSWORDS": "1" * 5000}, options.Options(), ["MASK_PASSWORDS"]),
+    ({"MASK_PASSWORDS": 1}, options.Options(mask_passwords=True), []),
 ])
 def test_options(claims: dict, expected: options.Options,
                  named: list) -> None:
@@ -40,8 +52,11 @@ def test_options(claims: dict, expected: options.Options,
     assert [(w.type, w.code) for w in warnings] == [
         ("warning", "invalid argument")] * len(named)
     for warning, name in zip(warnings, named):
+        shown = repr(claims[name]) if len(str(claims[name])) < 40 \
+            else repr(str(claims[name])[:39] + "…")
         assert warning.message.startswith(f"The module option {name} has an"
-                                          f" unusable value {claims[name]!r}")
+                                          f" unusable value {shown}")
+        assert len(warning.message) < 200
 
 
 @pytest.mark.parametrize(("claims", "default"), [

@@ -70,7 +70,7 @@ def parse_options(
 
 # Stands for any number of more digits than this: above every bound.
 MAX_DIGITS = 18
-HUGE = 10 ** MAX_DIGITS
+HUGE: int = 10 ** MAX_DIGITS
 
 
 def _integer(raw: Any) -> int | None:
@@ -86,7 +86,9 @@ def _integer(raw: Any) -> int | None:
         return HUGE if len(digits) > MAX_DIGITS else int(digits)
     if isinstance(raw, float) and raw.is_integer():
         return min(int(raw), HUGE)
-    return min(raw, HUGE) if isinstance(raw, int) else None
+    if isinstance(raw, int):
+        return min(raw, HUGE)
+    return None
 
 
 def _shown(raw: Any) -> str:

@@ -8,21 +8,21 @@ briefly, in case the catalog appears soon after.
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
-import json
 import threading
 from collections.abc import Iterable
 from typing import Protocol
 
+import orjson
 import redis
 from cachetools import TTLCache
 
 from . import metrics
-from .records import Catalog
+from .jsonio import loads
+from .records import Catalog, catalog_payload, parse_catalog
 from .shared import Redis, key
 
 MISSING_TTL = 60.0
+MISSING = b"1"  # the value of an id SpyCloud did not return
 
 
 class CatalogStore(Protocol):
@@ -116,22 +116,28 @@ class SharedCatalogCache:
             values = client.mget([key("catalog", owner, i) for i in ids]
                                  + [key("missing", owner, i) for i in ids])
             for n, catalog_id in enumerate(ids):
-                catalog = self._catalog(values[n])
+                catalog = self._catalog(catalog_id, values[n])
                 if catalog is not None:
                     found[catalog_id] = catalog
-                elif values[len(ids) + n] is not None:
+                elif values[len(ids) + n] == MISSING:
                     missing.append(catalog_id)
                 else:
                     todo.append(catalog_id)
         metrics.cache("catalog", len(found) + len(missing), len(todo))
         return found, missing, todo
 
-    def _catalog(self, raw: bytes | str | None) -> Catalog | None:
+    def _catalog(self, catalog_id: int,
+                 raw: bytes | None) -> Catalog | None:
+        """Read a stored catalog with the checks a SpyCloud answer gets:
+        a value that does not parse, or is another catalog's, is a miss."""
         if raw is None:
             return None
         try:
-            return _catalog(raw)
-        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            catalog = parse_catalog(loads(raw))
+            if catalog.id != catalog_id:
+                raise ValueError("the catalog of another id")
+            return catalog
+        except ValueError as error:
             self.redis.bad_value("catalog", error)
             return None
 
@@ -140,23 +146,8 @@ class SharedCatalogCache:
         with client.pipeline(transaction=False) as pipe:
             for catalog in found:
                 pipe.set(key("catalog", owner, catalog.id),
-                         _dump_catalog(catalog), ex=self.ttl)
+                         orjson.dumps(catalog_payload(catalog)), ex=self.ttl)
             for catalog_id in missing:
-                pipe.set(key("missing", owner, catalog_id), b"1",
+                pipe.set(key("missing", owner, catalog_id), MISSING,
                          ex=self.missing_ttl)
             pipe.execute()
-
-
-def _dump_catalog(catalog: Catalog) -> bytes:
-    doc = dataclasses.asdict(catalog)
-    doc["published"] = catalog.published.isoformat() if catalog.published \
-        else None
-    return json.dumps(doc).encode()
-
-
-def _catalog(raw: bytes | str) -> Catalog:
-    doc = json.loads(raw)
-    doc["published"] = dt.datetime.fromisoformat(doc["published"]) \
-        if doc["published"] else None
-    doc["assets"] = tuple(doc["assets"])
-    return Catalog(**doc)

@@ -25,12 +25,18 @@ FAILED_TTL = 1
 Value = dict[str, Any]  # what a shared flight computes: JSON
 
 # A flight's value, or its lock: one atomic step, so two replicas cannot
-# both miss the value and both take the lock. KEYS: value, lock; ARGV:
-# the caller's token, the lock's life in ms. {1, value} | {2} (the caller
-# holds the lock) | {0} (another holds it).
+# both miss the value and both take the lock. A lock is honoured only
+# within its own life: one without an expiry, or longer than a lock's
+# life (written by anything but this script), is stale. KEYS: value,
+# lock; ARGV: the caller's token, the lock's life in ms. {1, value} | {2}
+# (the caller holds the lock) | {0} (another holds it).
 READ_OR_LOCK = """
 local value = redis.call('GET', KEYS[1])
 if value then return {1, value} end
+local left = redis.call('PTTL', KEYS[2])
+if left == -1 or left > tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[2])
+end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {2}
 end

@@ -16,15 +16,19 @@ from . import metrics
 from .shared import POLL, Redis, key
 
 # Take a slot of a key's cap: drop expired leases (a crashed holder's),
-# then add ours if fewer than the cap are held. KEYS[1] the key's slots;
-# ARGV: cap, lease in ms, token. Redis' own clock, the same for replicas.
+# then add ours if fewer than the cap are live. Only leases that end
+# within one lease time from now count: a score further off (written by
+# anything but this script) is stale, never a slot held for good.
+# KEYS[1] the key's slots; ARGV: cap, lease in ms, token. Redis' own
+# clock, the same for every replica.
 ACQUIRE = """
 local now = redis.call('TIME')
 local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+local lease = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[2]), ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if redis.call('ZCOUNT', KEYS[1], '(' .. ms, ms + lease) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], ms + lease, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], lease)
   return 1
 end
 return 0

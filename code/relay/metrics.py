@@ -32,7 +32,8 @@ REDIS_FALLBACKS = Counter(
     " cap because Redis did not answer")
 REDIS_BAD_VALUES = Counter(
     "relay_redis_bad_values", "Values read from Redis that did not decode"
-    " or fit (treated as misses), by kind (catalog, tiles)", ["kind"])
+    " or fit, and commands Redis refused (treated as misses), by kind"
+    " (catalog, tiles, reply)", ["kind"])
 KEY_WAITS = Counter(
     "relay_key_limit_waits", "SpyCloud calls that waited for a slot of"
     " their key's concurrency cap")

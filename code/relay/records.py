@@ -202,6 +202,21 @@ def parse_catalog(raw: Any) -> Catalog:
     )
 
 
+def catalog_payload(catalog: Catalog) -> dict[str, Any]:
+    """Return *catalog* as SpyCloud sends one: what a shared cache stores,
+    so that a value read back passes `parse_catalog` like any answer."""
+    return {
+        "id": catalog.id, "uuid": catalog.uuid, "title": catalog.title,
+        "description": catalog.description, "site": catalog.site,
+        "site_description": catalog.site_description,
+        "spycloud_publish_date": catalog.published.isoformat()
+        if catalog.published else None,
+        "confidence": catalog.confidence,
+        "assets": dict.fromkeys(catalog.assets, 1),
+        "combo_list_flag": "YES" if catalog.combo_list else "NO",
+    }
+
+
 def parse_time(value: Any) -> dt.datetime | None:
     """Parse SpyCloud's ISO 8601 time (`Z` or an offset) into UTC."""
     if not isinstance(value, str) or not value:

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # The format version of every value: a release that changes what a value
 # holds changes it, so replicas of two releases never read each other's.
-PREFIX = "relay:v2:"
+PREFIX = "relay:v3:"
 POLL = 0.005  # seconds between tries for a slot or a flight's result
 
 
@@ -56,14 +56,21 @@ class Redis:
             return fallback()
         try:
             return operation(self.client)
+        except redis.ResponseError as error:
+            # Redis answered, refusing this command (a key of the wrong
+            # type, a full Redis under noeviction): this operation falls
+            # back, and Redis stays in use for every other key.
+            self.bad_value("reply", error)
+            metrics.REDIS_FALLBACKS.inc()
+            return fallback()
         except (redis.RedisError, OSError) as error:
             self._down(error)
             metrics.REDIS_FALLBACKS.inc()
             return fallback()
 
     def bad_value(self, kind: str, error: Exception) -> None:
-        """Count a value that does not decode or fit (a miss); log it
-        once per kind."""
+        """Count a value that does not decode or fit, or a command Redis
+        refused (a miss); log it once per kind."""
         metrics.REDIS_BAD_VALUES.labels(kind).inc()
         with self._lock:
             if kind in self._said_bad:

@@ -12,7 +12,8 @@ import requests
 from devtools.emulator import key_label
 from devtools.redis_server import RedisServer
 from devtools.stack import Stack
-from relay import tiles
+from relay import shared, tiles
+from relay.digest import key_digest
 
 pytestmark = pytest.mark.e2e
 
@@ -100,7 +101,7 @@ def test_redis_holds_no_identity_and_no_secret(replicas) -> None:
         key + b" " + (client.get(key) or b"") if client.type(key) == b"string"
         else key + b" " + b" ".join(client.zrange(key, 0, -1))
         for key in client.scan_iter())
-    assert b"relay:v2:tiles:" in stored  # the figures are there, sealed
+    assert shared.PREFIX.encode() + b"tiles:" in stored  # the figures are there, sealed
     secrets = {KEY, *asked.values()}
     today = dt.datetime.now(dt.timezone.utc).date().isoformat()
     for record in (*synthetic.watchlist(today),
@@ -123,6 +124,30 @@ def test_the_per_key_cap_holds_across_replicas(replicas) -> None:
             range(6)))
     assert all("errors" not in answer for answer in answers)
     assert emulator.stats()["peak_in_flight"][key_label(KEY)] == CAP
+
+
+def test_poisoned_values_cost_no_answer_and_no_outage(replicas) -> None:
+    import redis
+
+    relays, server, logs = replicas
+    observe(relays[0], "jane.doe@demo.test")  # her catalogs are shared now
+    client = redis.Redis.from_url(server.url)
+    prefix = f"{shared.PREFIX}catalog:{key_digest(KEY)}:"
+    stored = list(client.scan_iter(match=prefix + "*"))
+    assert len(stored) >= 4
+    for name in stored:  # another writer's values: a title of 123
+        client.set(name, b'{"id": 1, "title": 123}')
+    # A key of the wrong type where the key's slots belong.
+    client.set(f"{shared.PREFIX}slots:{key_digest(KEY)}", b"a string")
+    before = calls(relays[0], "breach/catalog")
+    body = observe(relays[2], "jane.doe@demo.test")
+    assert "errors" not in body
+    assert {k: v["count"] for k, v in body["data"].items()} == {
+        "sightings": 6, "indicators": 4, "relationships": 6}
+    assert calls(relays[0], "breach/catalog") > before  # misses, refetched
+    client.delete(f"{shared.PREFIX}slots:{key_digest(KEY)}")
+    text = "".join((logs / f"{n}.log").read_text() for n in range(3))
+    assert "Redis unavailable" not in text and "Traceback" not in text
 
 
 def test_answers_stay_whole_without_redis_and_it_rejoins(replicas) -> None:

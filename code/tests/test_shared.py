@@ -4,6 +4,7 @@ loopback."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -215,3 +216,89 @@ def test_redis_down_falls_back_and_warns_once(caplog) -> None:
         catalogs.lookup("owner", [11])
     assert len([r for r in caplog.records
                 if r.getMessage().startswith("Redis unavailable")]) == 2
+
+
+# --- what another writer may leave in Redis: input, checked like SpyCloud's -
+
+def poisoned(**changes: object) -> bytes:
+    return json.dumps({**load("catalog.json"), **changes}).encode()
+
+
+@pytest.mark.parametrize("raw", [
+    poisoned(title=123), poisoned(title=""), poisoned(id="eleven"),
+    poisoned(id=12),  # another catalog's value under this id's key
+    poisoned(spycloud_publish_date=[2020]) + b"x", b"null", b"{}",
+])
+def test_a_stored_catalog_that_does_not_parse_is_a_miss(store, raw) -> None:
+    replicas = [SharedCatalogCache(store, CatalogCache(60, 10), 60, 60)
+                for _ in range(2)]
+    store.client.set(shared.PREFIX + "catalog:owner:11", raw)
+    for replica in replicas:
+        assert replica.lookup("owner", [11]) == ({}, [], [11])
+
+
+def test_a_stored_catalog_gets_the_checks_of_an_answer(store) -> None:
+    reader = SharedCatalogCache(store, CatalogCache(60, 10), 60, 60)
+    store.client.set(shared.PREFIX + "catalog:owner:11", poisoned(
+        confidence=[1], site="javascript:alert(1)", uuid="../../evil#x",
+        assets=["not", "a", "map"], combo_list_flag={"x": 1}))
+    found, _, _ = reader.lookup("owner", [11])
+    catalog = found[11]
+    assert (catalog.id, catalog.title) == (11, "Example Forum Breach")
+    assert (catalog.confidence, catalog.site, catalog.uuid, catalog.assets,
+            catalog.combo_list) == (None, None, None, (), False)
+
+
+def test_a_catalog_round_trips_through_the_shared_cache(store) -> None:
+    writer, reader = (SharedCatalogCache(store, CatalogCache(60, 10), 60, 60)
+                      for _ in range(2))
+    catalog = parse_catalog({**load("catalog.json"), "combo_list_flag": "YES"})
+    writer.store("owner", [catalog], [])
+    assert reader.lookup("owner", [11]) == ({11: catalog}, [], [])
+
+
+def test_a_missing_mark_of_another_value_is_not_missing(store) -> None:
+    reader = SharedCatalogCache(store, CatalogCache(60, 10), 60, 60)
+    store.client.set(shared.PREFIX + "missing:owner:11", b"yes, trust me")
+    assert reader.lookup("owner", [11]) == ({}, [], [11])
+
+
+def test_leases_scored_beyond_their_life_hold_no_slot(store) -> None:
+    slots = shared.PREFIX + "slots:k"
+    store.client.zadd(slots, {f"forged-{n}": float("inf") for n in range(2)})
+    store.client.zadd(slots, {"far-future": time.time() * 1000 + 10**9})
+    replicas = [SharedKeyLimits(store, KeyLimits(2), lease=5)
+                for _ in range(2)]
+    assert replicas[0].acquire("k", 0) and replicas[1].acquire("k", 0)
+    assert not replicas[0].acquire("k", 0)  # the cap still holds: two
+
+
+def test_a_lock_without_an_expiry_is_stale(store) -> None:
+    store.client.set(shared.PREFIX + "tiles-lock:owner:day", b"forever")
+    store.client.set(shared.PREFIX + "tiles-lock:owner:week", b"long",
+                     ex=10**6)
+    flight = flights.SharedFlight(store, 60, 5)
+    started = time.monotonic()
+    assert flight.get("owner:day", lambda: VALUE, 5, SEAL) == VALUE
+    assert flight.get("owner:week", lambda: VALUE, 5, SEAL) == VALUE
+    assert time.monotonic() - started < 1  # computed at once, no wait
+
+
+def test_a_key_of_the_wrong_type_is_that_keys_miss_only(store, caplog) -> None:
+    store.client.set(shared.PREFIX + "slots:poisoned", b"a string")
+    store.client.rpush(shared.PREFIX + "tiles:poisoned:day", b"a list")
+    replicas = [SharedKeyLimits(store, KeyLimits(1), lease=5)
+                for _ in range(2)]
+    flight = flights.SharedFlight(store, 60, 5)
+    with caplog.at_level(logging.WARNING, logger="relay.shared"):
+        assert replicas[0].acquire("poisoned", 0)  # its process's own cap
+        assert flight.get("poisoned:day", lambda: VALUE, 5, SEAL) == VALUE
+        # Everyone else still shares through Redis.
+        assert store.up()
+        assert replicas[0].acquire("healthy", 0)
+        assert not replicas[1].acquire("healthy", 0)
+        assert store.client.zcard(shared.PREFIX + "slots:healthy") == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any(m.startswith("Redis unavailable") for m in messages)
+    assert messages.count(
+        "a reply value in Redis cannot be read; treated as a miss") == 1

@@ -127,7 +127,7 @@ class SharedCatalogCache:
         return found, missing, todo
 
     def _catalog(self, catalog_id: int,
-                 raw: bytes | None) -> Catalog | None:
+                 raw: bytes | str | None) -> Catalog | None:
         """Read a stored catalog with the checks a SpyCloud answer gets:
         a value that does not parse, or is another catalog's, is a miss."""
         if raw is None:

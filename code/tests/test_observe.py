@@ -473,6 +473,30 @@ def test_operator_caps_the_entity_limit(
     assert len(sightings(body)) == 5
 
 
+def test_options_of_thousands_of_digits_are_warned_not_raised(
+        client, mocked, make_token, jwks) -> None:
+    mocked.get(RECORDS + EMAIL, json=page([rec(1)]))
+    mocked.get(CATALOG + "1", json=page([cat(1)]))
+    token = make_token(CTR_ENTITIES_LIMIT="9" * 5000, MIN_SEVERITY="2" * 5000,
+                       LOOKBACK_DAYS="7" * 5000)
+    body = observe(client, {"Authorization": f"Bearer {token}"}, EMAIL)
+    assert len(sightings(body)) == 1
+    assert [(e["code"], e["message"][:40]) for e in body["errors"]] == [
+        ("invalid argument", "The module option MIN_SEVERITY has an un"),
+        ("invalid argument", "The module option LOOKBACK_DAYS has an u")]
+
+
+def test_an_email_with_invisible_characters_is_not_looked_up(
+        client, mocked) -> None:
+    body = observe(client, {}, "jane\u200b@example.com",
+                   "\u202emoc.elpmaxe@enaj")
+    assert body == {"errors": [{
+        "type": "warning", "code": "invalid argument",
+        "message": f"{v!r} is not a valid email address; it was not looked"
+        " up."} for v in ("jane\u200b@example.com", "\u202emoc.elpmaxe@enaj")]}
+    assert len(mocked.calls) == 0
+
+
 def concurrency_probe(delay: float) -> tuple[Callable, dict[str, int]]:
     """A SpyCloud answer that takes *delay* s and tracks calls in flight."""
     lock = threading.Lock()

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from devtools import synthetic
-from relay import tiles
+from relay import text, tiles
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean_log")]
 
@@ -87,4 +87,4 @@ def test_figures_agree_with_the_watchlist(stack, period) -> None:
         for s in top]
     most = data["spycloud-most-exposed"]["data"]
     leader = sorted(who.items(), key=lambda item: (-item[1], item[0]))[0]
-    assert most[2].startswith(f"| {leader[0]} | {leader[1]} |")
+    assert most[2].startswith(f"| {text.markdown(leader[0])} | {leader[1]} |")

@@ -112,16 +112,9 @@ def when_ready(server):
 
 
 def post_worker_init(worker):
-    """Set up what is the worker process's own: retries logged by the
-    relay's hook (stamina's hooks are process-wide; its default would log
-    bare event names), and what start-up built (modules, the app) exempt
-    from garbage collection scans: each full collection would otherwise
-    walk ~45,000 objects that live as long as the worker."""
-    import stamina
-
-    from relay.transport import log_retry
-
-    stamina.instrumentation.set_on_retry_hooks([log_retry])
+    """Exempt what start-up built (modules, the app) from garbage
+    collection scans: each full collection would otherwise walk ~45,000
+    objects that live as long as the worker."""
     gc.freeze()
 
 

@@ -47,7 +47,6 @@ import json
 import random
 import select
 import socket
-import ssl
 import threading
 import time
 from collections import Counter
@@ -156,7 +155,6 @@ class Emulator(LoopbackServer):
                  more_keys: Sequence[str] = (),
                  tls: tuple[str, str] | None = None) -> None:
         self.api_keys = frozenset((api_key, *more_keys))
-        self.scheme = "https" if tls else "http"
         self.latency = latency_ms / 1000
         self.fault_rate = fault_rate
         self.calls: Counter[str] = Counter()
@@ -168,13 +166,8 @@ class Emulator(LoopbackServer):
         self._stop = threading.Event()
         self._once: set[str] = set()
         super().__init__(
-            type("Handler", (_Handler,), {"emulator": self}), host, port
+            type("Handler", (_Handler,), {"emulator": self}), host, port, tls
         )
-        if tls:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(*tls)
-            self.httpd.socket = context.wrap_socket(self.httpd.socket,
-                                                    server_side=True)
 
     @property
     def url(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -18,9 +19,18 @@ class LoopbackServer:
     """Serves *handler* in a background thread (or in the foreground)."""
 
     def __init__(
-        self, handler: type[BaseHTTPRequestHandler], host: str, port: int
+        self, handler: type[BaseHTTPRequestHandler], host: str, port: int,
+        tls: tuple[str, str] | None = None,
     ) -> None:
+        """Serve on *host*:*port* (0: any free port); with *tls* (the paths
+        of a certificate and its key), serve HTTPS."""
         self.httpd = _Server((host, port), handler)
+        self.scheme = "https" if tls else "http"
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket,
+                                                    server_side=True)
         self._thread = threading.Thread(target=self.httpd.serve_forever,
                                         daemon=True)
 

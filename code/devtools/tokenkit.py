@@ -100,7 +100,8 @@ class JwksServer(LoopbackServer):
     """Serves one or more kits' JWKS at `/.well-known/jwks` on loopback."""
 
     def __init__(
-        self, kits: Sequence[TokenKit], host: str = "127.0.0.1", port: int = 0
+        self, kits: Sequence[TokenKit], host: str = "127.0.0.1", port: int = 0,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         self.kits = list(kits)
         self.fetches = 0
@@ -123,7 +124,7 @@ class JwksServer(LoopbackServer):
             def log_message(self, *args: Any) -> None:
                 pass
 
-        super().__init__(Handler, host, port)
+        super().__init__(Handler, host, port, tls)
 
     @property
     def host(self) -> str:

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
-import requests
 
-from . import metrics
+from . import http, metrics
 from .budget import Budget
-from .concurrency import Expired, deadline
 from .errors import AuthorizationError, RelayError
+from .jsonio import loads
 from .options import Options, parse_options
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -112,18 +112,19 @@ class JwksCache:
     the request's budget.
     """
 
-    TIMEOUT = (3.05, 5.0)
+    TIMEOUT = (3.05, 5.0)  # connect, read: seconds
+    MAX_BYTES = 1_048_576  # a JWKS of a few keys is a few KB
 
     def __init__(
         self,
-        session: requests.Session,
+        client: http.Client,
         url_template: str,
         ttl: float = 600.0,
         refresh_interval: float = 30.0,
         stale_ttl: float = 86_400.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._session = session
+        self._client = client
         self._url_template = url_template
         self._ttl = ttl
         self._refresh_interval = refresh_interval
@@ -193,26 +194,42 @@ class JwksCache:
         metrics.JWKS_FETCHES.inc()
         try:
             # The whole fetch ends by the budget, a trickled body too.
-            with deadline(left):
-                response = self._session.get(
-                    url,
-                    timeout=(min(self.TIMEOUT[0], left),
-                             min(self.TIMEOUT[1], left)),
-                    allow_redirects=False,
-                )
-                response.raise_for_status()
-                keys = jwt.PyJWKSet.from_dict(response.json()).keys
-        except Expired:
-            log.warning("JWKS of %s unreachable: Timeout", host)
-            return "jwks_host_unreachable"
-        except (requests.ConnectionError, requests.Timeout) as exc:
+            reply = self._client.get(
+                url, {"Accept": "application/json"}, timeout=self.TIMEOUT,
+                within=left, max_bytes=self.MAX_BYTES)
+            if reply.status != 200:
+                raise ValueError(f"status {reply.status}")
+            keys = jwt.PyJWKSet.from_dict(loads(reply.body)).keys
+        except (http.OutOfTime, http.TimedOut, http.Unreachable) as exc:
             log.warning("JWKS of %s unreachable: %s", host,
                         type(exc).__name__)
             return "jwks_host_unreachable"
-        except (requests.RequestException, ValueError, jwt.PyJWTError) as exc:
+        except (http.HttpError, ValueError, jwt.PyJWTError) as exc:
             log.warning("JWKS of %s unusable: %s", host, type(exc).__name__)
             return "jwks_unusable"
         return {k.key_id: k for k in keys if k.key_id}
+
+
+class Authorizer:
+    """Verifies configuration tokens as the operator's settings say: the
+    allowlisted JWKS hosts, the pinned audience (or each request's own
+    URL) and the most entities a module may ask for."""
+
+    def __init__(self, settings: Settings, jwks: JwksCache) -> None:
+        self.jwks = jwks
+        self._allowed = settings.allowed_jwks_hosts
+        self._audience = settings.jwt_audience
+        self._max_entities = settings.max_entities_limit
+
+    def authorize(self, authorization: str | None, root_url: str,
+                  budget: Budget | None = None) -> Claims:
+        """Verify the token of an `Authorization` header sent to
+        *root_url* (the audience unless one is pinned); the JWKS fetch, if
+        any, ends by *budget*."""
+        return authorize(authorization,
+                         self._audience or root_url.rstrip("/"),
+                         self._allowed, self.jwks, budget,
+                         self._max_entities)
 
 
 def authorize(

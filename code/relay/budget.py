@@ -1,13 +1,16 @@
-"""A request's time budget, its id and its count of SpyCloud calls."""
+"""A request's time budget: the seconds it may spend, from its arrival."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 
 from .errors import SpyCloudError
 
+# Every call ends by the budget (its I/O is interrupted when it runs out);
+# who waits for a call gives it this much longer, so a call that ends
+# right at the deadline reports its own error.
+GRACE = 0.1
 OUT_OF_TIME = (
     "The relay's time budget of {seconds:g} s ran out before SpyCloud answered."
 )
@@ -18,25 +21,17 @@ class Budget:
 
     def __init__(
         self, seconds: float, clock: Callable[[], float] = time.monotonic,
-        request_id: str = "-", started: float | None = None,
+        started: float | None = None,
     ) -> None:
         self.seconds = seconds
-        self.request_id = request_id  # for log lines of the request's calls
         self._clock = clock
         # From *started* (the request's arrival, on *clock*) if given: the
         # time its body took to arrive is spent already.
         self._deadline = (clock() if started is None else started) + seconds
-        self._lock = threading.Lock()
-        self.calls = 0
 
     def remaining(self) -> float:
         """Return the seconds left, never below zero."""
         return max(0.0, self._deadline - self._clock())
-
-    def count_call(self) -> None:
-        """Record one call made to SpyCloud, from any of the request's greenlets."""
-        with self._lock:
-            self.calls += 1
 
 
 def out_of_time(budget: Budget) -> SpyCloudError:

@@ -1,15 +1,30 @@
-"""What the relay needs of gevent, named: a deadline scope.
+"""What the relay needs of gevent, named in one place.
 
-A request's greenlet and the greenlets it starts block only on cooperative
-sockets and gevent's primitives, so a deadline can interrupt any of them.
+The relay runs on gunicorn's gevent worker with the standard library
+patched (`serve.py`): `threading`'s locks and semaphores, `time.sleep` and
+sockets are cooperative, so a greenlet that waits lets the others run.
+What the patched library does not say is here: a deadline that interrupts
+whatever a greenlet waits on, the greenlets of one request, a result other
+greenlets wait for, backoff between tries, and the operating system's own
+`poll`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, Generic, TypeVar, cast
 
 import gevent
+from gevent import monkey
+from gevent.event import AsyncResult
+from gevent.pool import Group
+
+T = TypeVar("T")
+STOP_WAIT = 1.0  # seconds for stopped greenlets to run their `finally`
+# The operating system's poll, whether or not gevent has patched `select`.
+os_poll = monkey.get_original("select", "poll")
 
 
 class Expired(Exception):
@@ -32,3 +47,85 @@ def deadline(seconds: float) -> Iterator[None]:
         raise Expired from None
     finally:
         timeout.close()
+
+
+class Task(Generic[T]):
+    """One function running in its own greenlet."""
+
+    def __init__(self, greenlet: gevent.Greenlet[..., T]) -> None:
+        self._greenlet = greenlet
+
+    def done(self) -> bool:
+        """Say whether it returned or raised."""
+        return bool(self._greenlet.ready())
+
+    def result(self) -> T:
+        """Return what it returned, or raise what it raised (it is done)."""
+        value: T = self._greenlet.get(block=False)
+        return value
+
+
+class Tasks:
+    """The greenlets one request starts: none outlives it.
+
+    `close` (or leaving the `with` block) stops those still running; each
+    runs its `finally` (giving back a key's slot) as it stops.
+    """
+
+    def __init__(self) -> None:
+        self._group = Group()
+
+    def spawn(self, function: Callable[..., T], *args: Any) -> Task[T]:
+        """Run `function(*args)` in a greenlet of this request."""
+        return Task(self._group.spawn(function, *args))
+
+    def join(self, timeout: float) -> bool:
+        """Wait at most *timeout* seconds for every task; say whether all
+        are done."""
+        return bool(self._group.join(timeout=max(timeout, 0.0)))
+
+    def close(self) -> None:
+        """Stop whatever still runs."""
+        self._group.kill(timeout=STOP_WAIT)
+
+    def __enter__(self) -> Tasks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Future(Generic[T]):
+    """A value one greenlet sets and others wait for, by their deadline."""
+
+    def __init__(self) -> None:
+        self._result: AsyncResult[T] = AsyncResult()
+
+    def set(self, value: T) -> None:
+        self._result.set(value)
+
+    def done(self) -> bool:
+        return bool(self._result.ready())
+
+    def wait(self, timeout: float) -> bool:
+        """Wait at most *timeout* seconds; say whether the value is set."""
+        self._result.wait(max(timeout, 0.0))
+        return bool(self._result.ready())
+
+    def value(self) -> T:
+        """Return the value (it is set)."""
+        return cast(T, self._result.get(block=False))
+
+
+def retries(timeout: float, first: float = 0.005,
+            longest: float = 0.05) -> Iterator[None]:
+    """Pace the tries of a wait that polls: yield at once, then after
+    waits that double from *first* up to *longest*, until *timeout*
+    seconds are over (the last wait ends at the deadline)."""
+    end = time.monotonic() + timeout
+    wait = first
+    yield
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(wait, left))
+        wait = min(wait * 2, longest)
+        yield

@@ -13,12 +13,15 @@ from collections.abc import Callable
 from typing import Any
 
 from . import tiles
-from .budget import Budget, out_of_time
-from .digest import key_digest
+from .budget import out_of_time
+from .concurrency import Tasks
+from .context import Context
 from .errors import RelayError, warning
 from .flights import SharedFlight, SingleFlight
-from .lookup import Lookup
+from .catalog_cache import CatalogStore
+from .catalogs import CatalogLoader
 from .seal import Seal
+from .spycloud import SpyCloud
 
 
 class Dashboard:
@@ -29,46 +32,47 @@ class Dashboard:
     in this process, and with *shared* across every replica.
     """
 
-    def __init__(self, lookup: Lookup, ttl: float, max_pages: int,
+    def __init__(self, spycloud: SpyCloud, catalogs: CatalogStore,
+                 ttl: float, max_pages: int,
                  clock: Callable[[], dt.datetime],
                  shared: SharedFlight | None = None) -> None:
-        self.lookup = lookup
+        self.spycloud = spycloud
+        self.catalogs = catalogs
         self.max_pages = max_pages
         self.clock = clock
         self.aggregates = SingleFlight(ttl)
         self.shared = shared
 
-    def tile_data(self, key: str, tile_id: str, period: str,
-                  budget: Budget) -> tuple[dict[str, Any], list[RelayError]]:
+    def tile_data(self, ctx: Context, tile_id: str, period: str
+                  ) -> tuple[dict[str, Any], list[RelayError]]:
         """Return one tile's data for *period*, and its warnings."""
-        name = f"{key_digest(key)}:{period}"
+        name = f"{ctx.digest}:{period}"
 
         def compute() -> dict[str, Any]:
             def aggregate() -> dict[str, Any]:
-                return self._aggregate(key, period, budget)
+                return self._aggregate(ctx, period)
             if self.shared is None:
                 return aggregate()
-            return self.shared.get(name, aggregate, budget.remaining(),
-                                   Seal(key), complete)
+            return self.shared.get(name, aggregate, ctx.remaining(),
+                                   Seal(ctx.key), complete)
 
         try:
             found = self.aggregates.get(name, compute,
-                                        timeout=budget.remaining(),
+                                        timeout=ctx.remaining(),
                                         keep=complete)
         except TimeoutError:
-            raise out_of_time(budget) from None
+            raise out_of_time(ctx.budget) from None
         concern = found["warnings"] + (found["breach_warnings"]
                                        if tile_id == tiles.TOP_BREACHES else [])
         return found["tiles"][tile_id], [
             RelayError(w["message"], code=w["code"], type_=w["type"])
             for w in concern]
 
-    def _aggregate(self, key: str, period: str,
-                   budget: Budget) -> dict[str, Any]:
+    def _aggregate(self, ctx: Context, period: str) -> dict[str, Any]:
         start, end = tiles.window(period, self.clock())
         exposure = tiles.Exposure(start, end, period in tiles.WEEKLY)
-        rejected, capped = self.lookup.spycloud.watchlist(
-            key, start.date(), budget, self.max_pages, exposure.add)
+        rejected, capped = self.spycloud.watchlist(
+            ctx, start.date(), self.max_pages, exposure.add)
         notes: list[RelayError] = []
         if capped:
             notes.append(warning(
@@ -83,11 +87,14 @@ class Dashboard:
                 " they are left out."))
         # The catalogs name the top breaches: what went wrong reading them
         # concerns that tile only.
-        found, missing, errors = self.lookup.catalogs(
-            key, exposure.top_breaches(), budget)
+        with Tasks() as tasks:
+            loader = CatalogLoader(self.spycloud, self.catalogs, ctx, tasks)
+            found = loader.load(exposure.top_breaches())
+        errors = [*loader.errors, *([out_of_time(ctx.budget)]
+                                    if loader.late else [])]
         about_breaches = [*errors, *(
             warning("not found", f"SpyCloud did not return results for {i}")
-            for i in missing)]
+            for i in loader.missing)]
         titles = {i: c.title for i, c in found.items()}
         return {"tiles": {tile_id: tiles.tile_data(tile_id, exposure, titles)
                           for tile_id in tiles.TILES},

@@ -10,30 +10,31 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import IO
 
-import requests
+import stamina
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import (
     BadRequest, HTTPException, RequestEntityTooLarge, RequestTimeout,
 )
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import metrics, routes
-from .auth import JwksCache
-from .concurrency import Expired, deadline
+from . import http, metrics, routes
+from .auth import Authorizer, JwksCache
 from .catalog_cache import (
     MISSING_TTL, CatalogCache, CatalogStore, SharedCatalogCache,
 )
+from .concurrency import Expired, deadline
 from .dashboard import Dashboard
 from .envelope import body, outcome
 from .errors import RelayError
 from .flights import SharedFlight
 from .jsonio import OrjsonProvider
 from .limits import KeyLimits, Limits, SharedKeyLimits
+from .logs import log_retry
 from .lookup import Lookup
 from .records_cache import RecordsCache
+from .services import Services
 from .settings import Settings
 from .shared import Redis
 from .spycloud import SpyCloud
@@ -51,17 +52,6 @@ CHUNK = 65_536  # bytes of a request body read at a time
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-@dataclass(frozen=True)
-class Relay:
-    """The per-app resources views need, kept in `app.extensions`."""
-
-    settings: Settings
-    spycloud: SpyCloud
-    lookup: Lookup
-    dashboard: Dashboard
-    jwks: JwksCache
 
 
 def create_app(
@@ -97,29 +87,37 @@ def create_app(
             store, own, settings.request_budget + LEASE_MARGIN)
         flight = SharedFlight(store, settings.tiles_cache_ttl,
                               settings.request_budget)
-    spycloud = SpyCloud(Transport(settings, limits), settings.max_pages)
-    lookup = Lookup(
-        spycloud, catalogs,
-        RecordsCache(settings.records_cache_ttl, settings.records_cache_size),
-        fanout=settings.max_concurrency,
-        answer_cap=settings.max_answer_sightings,
-        clock=now,
+    # One HTTP client for every call out: SpyCloud's and the JWKS hosts'.
+    client = http.Client(connections=settings.worker_connections,
+                         ca_bundle=settings.ca_bundle or settings.ssl_cert_file)
+    spycloud = SpyCloud(Transport(settings, client, limits),
+                        settings.max_pages)
+    jwks = JwksCache(
+        client,
+        settings.jwks_url_template,
+        ttl=settings.jwks_cache_ttl,
+        refresh_interval=settings.jwks_refresh_interval,
+        stale_ttl=settings.jwks_stale_ttl,
+        clock=clock,
     )
-    app.extensions["relay"] = Relay(
+    app.extensions["relay"] = Services(
         settings=settings,
+        authorizer=Authorizer(settings, jwks),
         spycloud=spycloud,
-        lookup=lookup,
-        dashboard=Dashboard(lookup, settings.tiles_cache_ttl,
-                            settings.tiles_max_pages, now, flight),
-        jwks=JwksCache(
-            requests.Session(),
-            settings.jwks_url_template,
-            ttl=settings.jwks_cache_ttl,
-            refresh_interval=settings.jwks_refresh_interval,
-            stale_ttl=settings.jwks_stale_ttl,
-            clock=clock,
+        lookup=Lookup(
+            spycloud, catalogs,
+            RecordsCache(settings.records_cache_ttl,
+                         settings.records_cache_size),
+            fanout=settings.max_concurrency,
+            answer_cap=settings.max_answer_sightings,
+            clock=now,
         ),
+        dashboard=Dashboard(spycloud, catalogs, settings.tiles_cache_ttl,
+                            settings.tiles_max_pages, now, flight),
     )
+    # Retries are logged by the relay's hook, whoever launches it
+    # (stamina's hooks are process-wide; its default logs bare names).
+    stamina.instrumentation.set_on_retry_hooks([log_retry])
     app.register_blueprint(routes.bp)
     _register_access_log(app)  # first: the body's deadline starts there
     _register_body_read(app, settings.max_body_bytes, settings.body_timeout,
@@ -229,7 +227,7 @@ def _register_access_log(app: Flask) -> None:
 
     @app.after_request
     def access_log(response: Response) -> Response:
-        budget = g.get("budget")
+        context = g.get("context")
         elapsed = time.monotonic() - g.get("started", time.monotonic())
         route = request.url_rule.rule if request.url_rule else "unmatched"
         result = g.get("outcome", "ok")
@@ -242,6 +240,6 @@ def _register_access_log(app: Flask) -> None:
                      "request_id": g.get("request_id", "-"),
                      "outcome": result,
                      "observables": g.get("observables", 0),
-                     "spycloud_calls": budget.calls if budget else 0,
+                     "spycloud_calls": context.calls.count if context else 0,
                  }})
         return response

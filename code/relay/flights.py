@@ -6,7 +6,6 @@ serves the callers waiting for it and is not kept."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
@@ -17,10 +16,12 @@ from cryptography.exceptions import InvalidTag
 
 from . import metrics
 from .seal import Seal
-from .shared import POLL, Redis, key
+from .concurrency import retries
+from .shared import Redis, key
 
 # An aggregate that met a SpyCloud failure serves the replicas waiting for
-# it (they poll every 20 ms), then is dropped after this many seconds.
+# it (they look again within 0.1 s), then is dropped after this many
+# seconds.
 FAILED_TTL = 1
 Value = dict[str, Any]  # what a shared flight computes: JSON
 
@@ -121,8 +122,9 @@ class SharedFlight:
         *keep* refuses (it met a failure) is shared for seconds only."""
         value_key, lock_key = key("tiles", name), key("tiles-lock", name)
         token = uuid.uuid4().hex
-        deadline = time.monotonic() + timeout
-        while True:
+        # Another replica computes: its value is looked for again after
+        # waits that grow, until the timeout.
+        for _ in retries(timeout, first=0.02, longest=0.1):
             state = self.redis.run(
                 lambda r: self._read_or_lock(
                     keys=[value_key, lock_key], args=[token, self.lock_ms],
@@ -136,9 +138,7 @@ class SharedFlight:
             if state[0] != 0:  # the lock is ours, or the value unusable
                 return self._compute(value_key, lock_key, token, compute,
                                      seal, keep)
-            if time.monotonic() >= deadline:
-                raise TimeoutError
-            time.sleep(POLL * 4)
+        raise TimeoutError
 
     def _compute(self, value_key: str, lock_key: str, token: str,
                  compute: Callable[[], Value], seal: Seal,

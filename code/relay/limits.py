@@ -8,12 +8,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import redis
 
 from . import metrics
-from .shared import POLL, Redis, key
+from .concurrency import retries
+from .shared import Redis, key
 
 # Take a slot of a key's cap: drop expired leases (a crashed holder's),
 # then add ours if fewer than the cap are live. Only leases that end
@@ -35,15 +37,25 @@ return 0
 """
 
 
+@dataclass(frozen=True)
+class Slot:
+    """One slot of a key's cap, held by one call: its key's digest, and
+    its lease's token when Redis holds it (None: the process's own cap)."""
+
+    digest: str
+    token: str | None = None
+
+
 class Limits(Protocol):
     """What the transport needs of a per-key cap, in process or shared."""
 
     cap: int
 
-    def acquire(self, digest: str, timeout: float) -> bool:
-        """Take a slot for *digest*, waiting at most *timeout* seconds."""
+    def acquire(self, digest: str, timeout: float) -> Slot | None:
+        """Take a slot for *digest*, waiting at most *timeout* seconds;
+        None if none came free in time."""
 
-    def release(self, digest: str) -> None:
+    def release(self, slot: Slot) -> None:
         """Give back a slot taken by `acquire`."""
 
 
@@ -60,7 +72,7 @@ class KeyLimits:
         self._lock = threading.Lock()
         self._keys: dict[str, tuple[threading.Semaphore, list[int]]] = {}
 
-    def acquire(self, digest: str, timeout: float) -> bool:
+    def acquire(self, digest: str, timeout: float) -> Slot | None:
         """Take a slot for *digest*, waiting at most *timeout* seconds."""
         with self._lock:
             entry = self._keys.get(digest)
@@ -68,20 +80,20 @@ class KeyLimits:
                 entry = self._keys[digest] = (threading.Semaphore(self.cap), [0])
             entry[1][0] += 1
         if entry[0].acquire(blocking=False):
-            return True
+            return Slot(digest)
         metrics.KEY_WAITS.inc()
         taken = False
         try:
             taken = entry[0].acquire(timeout=timeout)
-            return taken
+            return Slot(digest) if taken else None
         finally:  # timed out, or the waiting call was stopped
             if not taken:
                 self._leave(digest)
 
-    def release(self, digest: str) -> None:
+    def release(self, slot: Slot) -> None:
         """Give back a slot taken by `acquire`."""
-        self._keys[digest][0].release()
-        self._leave(digest)
+        self._keys[slot.digest][0].release()
+        self._leave(slot.digest)
 
     def _leave(self, digest: str) -> None:
         with self._lock:
@@ -101,40 +113,36 @@ class SharedKeyLimits:
         self.cap = local.cap
         self.lease_ms = int(lease * 1000)
         self._acquire = shared.client.register_script(ACQUIRE)
-        self._tokens = threading.local()
 
-    def acquire(self, digest: str, timeout: float) -> bool:
-        """Take a slot for *digest*, waiting at most *timeout* seconds."""
+    def acquire(self, digest: str, timeout: float) -> Slot | None:
+        """Take a slot for *digest*, waiting at most *timeout* seconds: a
+        full cap is tried again after waits that grow (not every few
+        milliseconds per waiting call), until the timeout."""
         if not self.redis.up():
-            return self._local(digest, timeout)
+            return self.local.acquire(digest, timeout)
         token = uuid.uuid4().hex
-        deadline = time.monotonic() + timeout
+        end = time.monotonic() + timeout
         waited = False
-        while True:
+        for _ in retries(timeout):
             taken = self.redis.run(self._take(digest, token), lambda: None)
             if taken is None:  # Redis failed: the process's own cap
-                return self._local(digest, max(0.0, deadline - time.monotonic()))
+                return self.local.acquire(
+                    digest, max(0.0, end - time.monotonic()))
             if taken:
-                self._held().append((digest, token))
-                return True
+                return Slot(digest, token)
             if not waited:
                 metrics.KEY_WAITS.inc()
                 waited = True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(POLL)
+        return None
 
-    def release(self, digest: str) -> None:
-        """Give back the slot this greenlet took for *digest*."""
-        held = self._held()
-        for n, (owner, token) in enumerate(held):
-            if owner == digest:
-                del held[n]
-                if token is None:
-                    self.local.release(digest)
-                else:
-                    self.redis.run(self._give(digest, token), lambda: None)
-                return
+    def release(self, slot: Slot) -> None:
+        """Give back a slot taken by `acquire`."""
+        if slot.token is None:
+            self.local.release(slot)
+            return
+        token = slot.token
+        self.redis.run(lambda client: client.zrem(key("slots", slot.digest),
+                                                  token), lambda: None)
 
     def _take(self, digest: str, token: str
               ) -> Callable[[redis.Redis], bool]:
@@ -143,22 +151,3 @@ class SharedKeyLimits:
                                       args=[self.cap, self.lease_ms, token],
                                       client=client))
         return take
-
-    def _give(self, digest: str, token: str) -> Callable[[redis.Redis], None]:
-        def give(client: redis.Redis) -> None:
-            client.zrem(key("slots", digest), token)
-        return give
-
-    def _local(self, digest: str, timeout: float) -> bool:
-        if self.local.acquire(digest, timeout):
-            self._held().append((digest, None))
-            return True
-        return False
-
-    def _held(self) -> list[tuple[str, str | None]]:
-        """The slots the calling greenlet holds: (digest, token or None
-        for the process's own cap)."""
-        if not hasattr(self._tokens, "held"):
-            self._tokens.held = []
-        held: list[tuple[str, str | None]] = self._tokens.held
-        return held

@@ -9,6 +9,7 @@ No field ever holds an API key, a token, an observable or a password.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import datetime as dt
 import json
@@ -16,7 +17,12 @@ import logging
 import re
 from typing import Any
 
+from stamina.instrumentation import RetryDetails
+
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# The endpoint and request id of the SpyCloud call a greenlet is making,
+# for the retry hook (stamina calls it in that greenlet).
+CALL: contextvars.ContextVar[tuple[str, str]] = contextvars.ContextVar("call")
 
 
 # What a caller sends (a path, a header) may reach a message or a field:
@@ -95,3 +101,17 @@ def config(level: str, form: str) -> dict[str, Any]:
                                 "qualname": "gunicorn.access"},
         },
     }
+
+
+def log_retry(details: RetryDetails) -> None:
+    """stamina's on-retry hook (`create_app` installs it): one INFO line
+    per retry of a SpyCloud call, naming the endpoint and request the
+    retrying greenlet is serving."""
+    endpoint, request_id = CALL.get(("-", "-"))
+    cause = details.caused_by
+    logging.getLogger("relay.transport").info(
+        "SpyCloud call retried", extra={"fields": {
+            "kind": getattr(cause, "kind", type(cause).__name__),
+            "status": getattr(cause, "status", None) or "-",
+            "endpoint": endpoint, "attempt": details.retry_num,
+            "wait": f"{details.wait_for:.2f}", "request_id": request_id}})

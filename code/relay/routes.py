@@ -5,23 +5,21 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from . import observables, refer as links, tiles
-from .auth import Claims, authorize, reason_code
+from .auth import Claims, reason_code
 from .budget import Budget
+from .context import Context
 from .envelope import body, outcome
 from .errors import (
     AuthorizationError, HealthCheckError, InvalidArgumentError, RelayError,
 )
-from .settings import Settings
+from .services import services
 from .version import VERSION
-
-if TYPE_CHECKING:  # the factory registers these routes
-    from .factory import Relay
 
 log = logging.getLogger(__name__)
 bp = Blueprint("relay", __name__)
@@ -39,21 +37,10 @@ ROUTES = {
 }
 
 
-def _relay() -> Relay:
-    relay: Relay = current_app.extensions["relay"]
-    return relay
-
-
-def _settings() -> Settings:
-    return _relay().settings
-
-
 def _budget() -> Budget:
     """The request's time budget, counted from its arrival: it covers the
     body's reading and the JWKS fetch too."""
-    budget = g.budget = Budget(_settings().request_budget,
-                               request_id=g.request_id, started=g.started)
-    return budget
+    return Budget(services().settings.request_budget, started=g.started)
 
 
 def _answer(data: Any, errors: Iterable[RelayError] = ()) -> Response:
@@ -63,23 +50,19 @@ def _answer(data: Any, errors: Iterable[RelayError] = ()) -> Response:
     return jsonify(body(data, errors))
 
 
-def _claims(budget: Budget) -> Claims:
-    relay = _relay()
-    settings = relay.settings
-    audience = settings.jwt_audience or request.url_root.rstrip("/")
+def _authorized() -> tuple[Context, Claims]:
+    """Verify the request's token; return the request's context (its key,
+    budget and id, one value for everything below) and the claims."""
+    budget = _budget()
     try:
-        return authorize(
-            request.headers.get("Authorization"),
-            audience,
-            settings.allowed_jwks_hosts,
-            relay.jwks,
-            budget,
-            settings.max_entities_limit,
-        )
+        claims = services().authorizer.authorize(
+            request.headers.get("Authorization"), request.url_root, budget)
     except AuthorizationError as error:
         log.info("authorization failed", extra={"fields": {
             "reason": reason_code(error), "request_id": g.request_id}})
         raise
+    ctx = g.context = Context(claims.key, budget, g.request_id)
+    return ctx, claims
 
 
 @bp.get("/")
@@ -111,9 +94,8 @@ def watchdog() -> Response:
 @bp.post("/health")
 def health() -> Response:
     """Make one authenticated SpyCloud call with the token's key."""
-    budget = _budget()
-    claims = _claims(budget)
-    _relay().spycloud.ping(claims.key, budget)
+    ctx, _ = _authorized()
+    services().spycloud.ping(ctx)
     return _answer({"status": "ok"})
 
 
@@ -121,7 +103,8 @@ def _observables() -> observables.Query:
     """Validate the body and keep the observables to look up."""
     loaded = observables.load(request.get_json(force=True, silent=True))
     g.observables = len(loaded)
-    return observables.supported(loaded, _settings().max_emails_per_request)
+    return observables.supported(loaded,
+                                 services().settings.max_emails_per_request)
 
 
 @bp.post("/observe/observables")
@@ -130,11 +113,9 @@ def observe() -> Response:
     query = _observables()
     if not query.observables:
         return _answer({}, query.warnings)
-    budget = _budget()
-    claims = _claims(budget)
-    bundle, errors = _relay().lookup.observe(
-        claims.key, query.observables, claims.options, budget
-    )
+    ctx, claims = _authorized()
+    bundle, errors = services().lookup.observe(ctx, query.observables,
+                                               claims.options)
     return _answer(bundle.json(),
                    [*query.warnings, *claims.warnings, *errors])
 
@@ -145,12 +126,10 @@ def refer() -> Response:
     query = _observables()
     if not query.observables:
         return _answer([], query.warnings)
-    budget = _budget()
-    claims = _claims(budget)
-    portal = _settings().portal_url
-    found, errors = _relay().lookup.breaches(
-        claims.key, query.observables, claims.options, budget
-    )
+    ctx, claims = _authorized()
+    portal = services().settings.portal_url
+    found, errors = services().lookup.breaches(ctx, query.observables,
+                                               claims.options)
     references: dict[str, dict[str, object]] = {}
     for observable, catalogs in zip(query.observables, found):
         for link in [links.search(portal, observable.type, observable.value),
@@ -203,7 +182,7 @@ def _tile_request(schema: Schema) -> dict[str, str]:
 def tile_list() -> Response:
     """List the definitions of the dashboard tiles (the body, which XDR
     may send, is ignored)."""
-    _claims(_budget())
+    _authorized()
     return _answer([tiles.definition(t) for t in tiles.TILES])
 
 
@@ -211,7 +190,7 @@ def tile_list() -> Response:
 def tile() -> Response:
     """Describe one tile."""
     wanted = _tile_request(TileSchema())
-    _claims(_budget())
+    _authorized()
     return _answer(tiles.definition(wanted["tile_id"]))
 
 
@@ -219,8 +198,7 @@ def tile() -> Response:
 def tile_data() -> Response:
     """Answer one tile's data for a period, from the watchlist."""
     wanted = _tile_request(TileDataSchema())
-    budget = _budget()
-    claims = _claims(budget)
-    data, errors = _relay().dashboard.tile_data(
-        claims.key, wanted["tile_id"], wanted["period"], budget)
+    ctx, _ = _authorized()
+    data, errors = services().dashboard.tile_data(
+        ctx, wanted["tile_id"], wanted["period"])
     return _answer(data, errors)

@@ -29,7 +29,6 @@ T = TypeVar("T")
 # The format version of every value: a release that changes what a value
 # holds changes it, so replicas of two releases never read each other's.
 PREFIX = "relay:v3:"
-POLL = 0.005  # seconds between tries for a slot or a flight's result
 
 
 class Redis:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from .budget import Budget
+from .context import Context
 from .errors import SpyCloudError
 from .records import (
     Catalog, Newest, PayloadError, Page, Record, RecordFilter, parse_catalog,
@@ -25,6 +25,9 @@ from .transport import Transport
 log = logging.getLogger(__name__)
 
 HEALTH_PATH = "watchlist/example.org"
+# The path segment of each observable type's records.
+SELECTORS = {"email": "emails", "user": "usernames", "ip": "ips",
+             "ipv6": "ips"}
 CATALOG_BATCH = 10  # ids per catalog call: SpyCloud documents no limit
 EVERY_RECORD = RecordFilter()
 
@@ -46,18 +49,18 @@ class SpyCloud:
         self.transport = transport
         self.max_pages = max_pages
 
-    def ping(self, key: str, budget: Budget) -> None:
+    def ping(self, ctx: Context) -> None:
         """Make one authenticated call, as the health check does."""
-        self.transport.get_json(key, HEALTH_PATH, budget,
-                                endpoint="watchlist")
+        self.transport.get_json(ctx, HEALTH_PATH, endpoint="watchlist")
 
     def records(
-        self, key: str, selector: str, value: str, budget: Budget, limit: int,
+        self, ctx: Context, kind: str, value: str, limit: int,
         only: RecordFilter = EVERY_RECORD,
     ) -> Records:
-        """Read `breach/data/<selector>/<value>`, every page up to the page
-        cap, keeping only the newest *limit* records that pass *only* as
-        pages arrive. Its first day is sent to SpyCloud as `since`."""
+        """Read the records of the observable (*kind*, *value*) (e.g.
+        `breach/data/emails/<value>`), every page up to the page cap,
+        keeping only the newest *limit* records that pass *only* as pages
+        arrive. Its first day is sent to SpyCloud as `since`."""
         newest = Newest(limit)
 
         def offer(raw: Any) -> None:
@@ -66,13 +69,13 @@ class SpyCloud:
                 newest.add((record,))
 
         rejected, capped = self._pages(
-            key, f"breach/data/{selector}", quote(value, safe="@"),
+            ctx, f"breach/data/{SELECTORS[kind]}", quote(value, safe="@"),
             {"since": only.since.isoformat()} if only.since else {},
-            budget, self.max_pages, offer)
+            self.max_pages, offer)
         return Records(newest.records(), newest.seen, rejected, capped)
 
     def watchlist(
-        self, key: str, since: dt.date, budget: Budget, max_pages: int,
+        self, ctx: Context, since: dt.date, max_pages: int,
         take: Callable[[Record], None],
     ) -> tuple[int, bool]:
         """Hand every record of `breach/data/watchlist` published since
@@ -83,17 +86,18 @@ class SpyCloud:
             if record is not None:
                 take(record)
 
-        return self._pages(key, "breach/data/watchlist", "",
-                           {"since": since.isoformat()}, budget, max_pages,
-                           offer)
+        return self._pages(ctx, "breach/data/watchlist", "",
+                           {"since": since.isoformat()}, max_pages, offer)
 
     def _pages(
-        self, key: str, endpoint: str, segment: str, params: dict[str, str],
-        budget: Budget, max_pages: int, offer: Callable[[Any], None],
+        self, ctx: Context, endpoint: str, segment: str,
+        params: dict[str, str], max_pages: int,
+        offer: Callable[[Any], None],
     ) -> tuple[int, bool]:
-        """Follow the cursor of *path* up to *max_pages*, offering each raw
-        record while its page holds a decoding slot; return the count of
-        unusable records and whether SpyCloud holds more pages."""
+        """Follow the cursor of *endpoint*/*segment* up to *max_pages*,
+        offering each raw record while its page holds a parse slot; return
+        the count of unusable records and whether SpyCloud holds more
+        pages."""
         path = f"{endpoint}/{segment}" if segment else endpoint
         cursor = ""
         seen: set[str] = set()
@@ -101,7 +105,7 @@ class SpyCloud:
         rejected = 0
         for _ in range(max_pages):
             answer = self.transport.get_json(
-                key, path, budget,
+                ctx, path,
                 {**params, "cursor": cursor} if cursor else params or None,
                 parse=lambda payload: _fold(_page(payload), offer, documents),
                 endpoint=endpoint,
@@ -119,11 +123,12 @@ class SpyCloud:
         return rejected, bool(cursor)
 
     def catalog_batch(
-        self, key: str, ids: Sequence[int], budget: Budget
+        self, ctx: Context, ids: Sequence[int]
     ) -> dict[int, Catalog]:
-        """Return the catalogs SpyCloud has among *ids* (at most 10)."""
+        """Return the catalogs SpyCloud has among *ids* (at most
+        `CATALOG_BATCH`)."""
         path = "breach/catalog/" + ",".join(str(i) for i in ids)
-        payload = self.transport.get_json(key, path, budget,
+        payload = self.transport.get_json(ctx, path,
                                           endpoint="breach/catalog")
         found: dict[int, Catalog] = {}
         for raw in _page(payload).results if payload is not None else ():

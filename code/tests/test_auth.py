@@ -11,7 +11,7 @@ import requests
 import responses
 
 from devtools.tokenkit import TokenKit
-from relay import auth
+from relay import auth, http
 from relay.factory import create_app
 from relay.settings import Settings
 
@@ -380,7 +380,8 @@ def test_waiting_for_a_hosts_fetch_ends_by_the_budget(mocked, kit) -> None:
         return 200, {}, json.dumps(kit.jwks())
 
     mocked.add_callback("GET", JWKS_URL, callback=slow)
-    cache = auth.JwksCache(requests.Session(), "http://{jwks_host}/.well-known/jwks")
+    cache = auth.JwksCache(http.Client(connections=4, ca_bundle=None),
+                           "http://{jwks_host}/.well-known/jwks")
     first = gevent.spawn(cache.key, JWKS_HOST, "test-kid", Budget(5))
     gevent.sleep(0.05)  # the first request is fetching the host's keys
     started = time.monotonic()
@@ -414,7 +415,7 @@ def test_a_trickled_jwks_ends_by_the_budget() -> None:
                 time.sleep(0.1)
 
     threading.Thread(target=trickle, daemon=True).start()
-    cache = auth.JwksCache(requests.Session(),
+    cache = auth.JwksCache(http.Client(connections=4, ca_bundle=None),
                            "http://{jwks_host}/.well-known/jwks")
     started = time.monotonic()
     with pytest.raises(auth.AuthorizationError) as refused:

@@ -528,6 +528,29 @@ def test_calls_in_flight_never_exceed_the_per_key_cap(
     assert seen["peak"] == 3
 
 
+def test_a_requests_observables_take_turns_with_its_keys_other_requests(
+        settings, mocked, auth) -> None:
+    app = create_app(dataclasses.replace(settings, max_concurrency=2))
+    served: list[str] = []
+
+    def answer(request):
+        served.append(request.path_url.rsplit("/", 1)[1])
+        time.sleep(0.05)
+        return 200, {}, json.dumps(page([]))
+
+    mocked.add_callback(responses.GET, re.compile(RECORDS + ".*"), answer)
+    with ThreadPoolExecutor(2) as pool:
+        big = pool.submit(observe, app.test_client(), auth,
+                          *[f"a{n}@example.com" for n in range(10)])
+        time.sleep(0.02)  # the big request has its first two calls out
+        small = pool.submit(observe, app.test_client(), auth,
+                            "b@example.com")
+        assert big.result() == small.result() == {"data": {}}
+    # At most the cap of the big request's lookups wait for the key's
+    # slots at once, so the small one is served next, not eleventh.
+    assert served.index("b@example.com") <= 3, served
+
+
 def test_one_customer_does_not_wait_for_another(
         settings, mocked, make_token, jwks) -> None:
     app = create_app(dataclasses.replace(settings, max_concurrency=2))

@@ -6,6 +6,7 @@ import pytest
 import requests
 
 from relay.budget import Budget
+from relay.context import Context
 from relay.errors import RetryableError, SpyCloudError
 from relay.transport import RETRY_AFTER_MAX, retry_wait
 
@@ -59,7 +60,7 @@ def test_spent_budget_makes_no_call(app, mocked) -> None:
     spycloud = app.extensions["relay"].spycloud
     budget = Budget(5, clock=iter([0.0, 10.0, 10.0, 10.0, 10.0]).__next__)
     with pytest.raises(SpyCloudError) as raised:
-        spycloud.records(API_KEY, "emails", EMAIL, budget, 100)
+        spycloud.records(Context(API_KEY, budget), "email", EMAIL, 100)
     assert raised.value.message == (
         "The relay's time budget of 5 s ran out before SpyCloud answered."
     )
@@ -75,7 +76,7 @@ def test_timeouts_never_exceed_the_budget(app, mocked) -> None:
 
     mocked.add_callback("GET", RECORDS, record)
     spycloud = app.extensions["relay"].spycloud
-    spycloud.records(API_KEY, "emails", EMAIL, Budget(1.5), 100)
+    spycloud.records(Context(API_KEY, Budget(1.5)), "email", EMAIL, 100)
     connect, read = seen[0]
     assert connect <= 1.5 and read <= 1.5
 

@@ -46,11 +46,11 @@ def test_catalogs_round_trip_and_missing_ids(store) -> None:
 def test_the_cap_is_shared_and_a_lease_expires(store) -> None:
     first = SharedKeyLimits(store, KeyLimits(2), lease=0.3)
     second = SharedKeyLimits(store, KeyLimits(2), lease=0.3)
-    assert first.acquire("k", 0)
-    assert second.acquire("k", 0)
+    held = first.acquire("k", 0)
+    assert held and second.acquire("k", 0)
     assert not second.acquire("k", 0.05)  # two held, across "replicas"
     assert second.acquire("other", 0)
-    first.release("k")
+    first.release(held)
     assert second.acquire("k", 0)
     # The holders "crash" (never release): their leases run out.
     time.sleep(0.35)
@@ -65,14 +65,15 @@ def test_never_more_than_the_cap_at_once(store) -> None:
 
     def call(n: int) -> None:
         mine = limits[n % 3]
-        assert mine.acquire("burst", 5)
+        slot = mine.acquire("burst", 5)
+        assert slot
         with lock:
             seen["now"] += 1
             seen["peak"] = max(seen["peak"], seen["now"])
         time.sleep(0.01)
         with lock:
             seen["now"] -= 1
-        mine.release("burst")
+        mine.release(slot)
 
     threads = [threading.Thread(target=call, args=(n,)) for n in range(30)]
     for thread in threads:
@@ -202,9 +203,10 @@ def test_redis_down_falls_back_and_warns_once(caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="relay.shared"):
         catalogs.store("owner", [catalog], [])
         assert catalogs.lookup("owner", [11]) == ({11: catalog}, [], [])
-        assert limits.acquire("k", 0)  # the process's own cap
+        held = limits.acquire("k", 0)  # the process's own cap
+        assert held and held.token is None
         assert not limits.acquire("k", 0)
-        limits.release("k")
+        limits.release(held)
         assert limits.acquire("k", 0)
         flight = flights.SharedFlight(down, 60, 5)
         assert flight.get("x", lambda: {"v": 1}, 1, SEAL) == {"v": 1}

@@ -94,3 +94,28 @@ def test_without_the_bundle_the_certificate_is_refused(
     assert answer["errors"][0]["code"] == "unknown"
     assert answer["errors"][0]["message"].startswith(
         "Unable to verify SSL certificate:")
+
+
+@pytest.mark.parametrize("field", ["ca_bundle", "ssl_cert_file"])
+def test_a_jwks_host_behind_the_private_ca_is_trusted(
+        settings, mocked, kit, certificates, https_emulator, field) -> None:
+    from devtools.tokenkit import JwksServer
+
+    jwks = JwksServer([kit], tls=(str(certificates["cert"]),
+                                  str(certificates["key"]))).start()
+    try:
+        mocked.add_passthru(f"https://{jwks.host}")
+        mocked.add_passthru(https_emulator.url)
+        client = create_app(dataclasses.replace(
+            settings, spycloud_api_url=https_emulator.url,
+            allowed_jwks_hosts=frozenset({jwks.host}),
+            jwks_url_template="https://{jwks_host}/.well-known/jwks",
+            **{field: str(certificates["ca"])})).test_client()
+        token = kit.mint({"key": DEFAULT_KEY, "jwks_host": jwks.host,
+                          "aud": "http://localhost"})
+        assert client.post("/health", headers={
+            "Authorization": f"Bearer {token}"}).json == {
+                "data": {"status": "ok"}}
+        assert jwks.fetches == 1
+    finally:
+        jwks.stop()

@@ -1,4 +1,5 @@
-"""Pooled connections to SpyCloud: reused at once, never when dead.
+"""The HTTP client of every call out (relay/http.py): pooled connections
+reused at once, never when dead; the caps of a call.
 
 The server here runs on real threads (gevent's originals), so it notes when
 each request arrives while the relay's greenlets are busy."""
@@ -12,11 +13,8 @@ from collections.abc import Iterator
 import gevent
 import pytest
 from gevent import monkey
-from prometheus_client import REGISTRY
 
-from relay.budget import Budget
-from relay.settings import Settings
-from relay.transport import Transport
+from relay import http
 
 _socket = monkey.get_original("socket", "socket")
 _thread = monkey.get_original("_thread", "start_new_thread")
@@ -74,9 +72,10 @@ def server() -> Iterator[Server]:
     each.close()
 
 
-def retried() -> float:
-    return REGISTRY.get_sample_value("relay_spycloud_calls_total", {
-        "endpoint": "-", "outcome": "retried"}) or 0.0
+def get(client: http.Client, url: str, within: float = 5,
+        max_bytes: int = 1024) -> http.Reply:
+    return client.get(url + "ping", {}, timeout=(3, 5), within=within,
+                      max_bytes=max_bytes)
 
 
 @pytest.mark.parametrize("through_proxy", [False, True])
@@ -89,8 +88,8 @@ def test_a_call_on_a_pooled_connection_leaves_before_others_run(
         for name in ("NO_PROXY", "no_proxy", "http_proxy"):
             monkeypatch.delenv(name, raising=False)
         url = "http://spycloud.invalid/enterprise-v2/"
-    transport = Transport(Settings(spycloud_api_url=url))
-    transport.get_json("key", "ping", Budget(5))  # a connection is pooled
+    client = http.Client(connections=10, ca_bundle=None)
+    get(client, url)  # a connection is pooled
 
     def busy() -> None:  # a greenlet mapping a large answer, say
         until = time.perf_counter() + 0.5
@@ -99,7 +98,7 @@ def test_a_call_on_a_pooled_connection_leaves_before_others_run(
 
     gevent.spawn(busy)  # ready to run as soon as the call yields
     started = time.perf_counter()
-    assert transport.get_json("key", "ping", Budget(5)) == {"results": []}
+    assert get(client, url).body == BODY
     assert len(server.arrivals) == 2
     assert server.arrivals[1] - started < 0.25  # not after the busy one
 
@@ -107,15 +106,30 @@ def test_a_call_on_a_pooled_connection_leaves_before_others_run(
 def test_a_connection_the_server_closed_is_not_reused() -> None:
     server = Server(hang_up=True)
     try:
-        transport = Transport(Settings(spycloud_api_url=server.url))
-        before = retried()
+        client = http.Client(connections=10, ca_bundle=None)
         for call in range(3):
-            assert transport.get_json("key", "ping", Budget(5)) \
-                == {"results": []}
+            # A reused dead connection would fail the call (no retries).
+            assert get(client, server.url).body == BODY
             until = time.perf_counter() + 5
             while server.closed <= call and time.perf_counter() < until:
                 gevent.sleep(0.01)  # the pooled connection is dead now
         assert len(server.arrivals) == 3
-        assert retried() == before  # each call's first attempt answered
     finally:
         server.close()
+
+
+def test_an_answer_over_the_cap_is_refused(server: Server) -> None:
+    client = http.Client(connections=10, ca_bundle=None)
+    with pytest.raises(http.TooLarge) as refused:
+        get(client, server.url, max_bytes=len(BODY) - 1)
+    assert (refused.value.cap, refused.value.status) == (len(BODY) - 1, 200)
+    assert get(client, server.url, max_bytes=len(BODY)).body == BODY
+
+
+def test_nothing_listening_is_unreachable() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = http.Client(connections=10, ca_bundle=None)
+    with pytest.raises(http.Unreachable):
+        get(client, f"http://127.0.0.1:{port}/")

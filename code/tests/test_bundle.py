@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 
-from relay.envelope import Bundle
+from relay.jsonio import Bundle
 
 
 def entities(name: str, *breaches: str) -> dict[str, list[dict[str, str]]]:

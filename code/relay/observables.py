@@ -1,27 +1,20 @@
-"""The observe and refer request body: validated, then reduced to the
-observables to look up (docs/xdr.md, "Observable types")."""
+"""The observables of an observe or refer request (its body's shape is
+checked by `bodies.py`): each value checked for its type, then reduced to
+the distinct observables to look up (docs/xdr.md, "Observable types")."""
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from . import text
-from .errors import InvalidArgumentError, RelayError, warning
+from .errors import RelayError, warning
 
-# Problems named one by one in an answer; the rest are counted, so a large
-# body of bad items cannot make a large answer.
+# Invalid values named one by one in an answer; the rest are counted, so a
+# large body of bad values cannot make a large answer.
 MAX_PROBLEMS = 5
-WRONG_TYPE = "Invalid input type."
-_MISSING_FIELD = "Missing data for required field."
-_NULL = "Field may not be null."
-_EMPTY = "Shorter than minimum length 1."
-_NOT_STRING = "Not a valid string."
-_MISSING = object()
 MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit
 MAX_USERNAME_LENGTH = 256
 # A plausible address: one @, a local part without spaces or controls, and a
@@ -53,49 +46,6 @@ class Query:
 
     observables: tuple[Observable, ...]
     warnings: tuple[RelayError, ...]
-
-
-def load(payload: Any) -> list[dict[str, str]]:
-    """Validate the body: a list of objects, each with a non-empty string
-    `type` and `value`; raise InvalidArgumentError saying what is wrong.
-
-    One pass, no per-item objects: a large body of bad items (from anyone,
-    before any token is checked) costs one read, and the message names the
-    first few problems and counts the rest, so it stays small.
-    """
-    if payload is None:
-        raise InvalidArgumentError("The body is not a JSON list.")
-    if not isinstance(payload, list):
-        raise InvalidArgumentError(json.dumps({"_schema": [WRONG_TYPE]}))
-    problems: dict[str, Any] = {}
-    bad = 0
-    for index, item in enumerate(payload):
-        found = _problems(item)
-        if found:
-            bad += 1
-            if len(problems) < MAX_PROBLEMS:
-                problems[str(index)] = found
-    if bad:
-        more = bad - len(problems)
-        raise InvalidArgumentError(json.dumps(problems) + (
-            f" ({more:,} more invalid observables not shown.)" if more else ""))
-    return payload
-
-
-def _problems(item: Any) -> dict[str, list[str]] | None:
-    """Say what is wrong with one observable, in marshmallow's words."""
-    if not isinstance(item, dict):
-        return {"_schema": [WRONG_TYPE]}
-    found = {}
-    for name in ("type", "value"):
-        value = item.get(name, _MISSING)
-        if isinstance(value, str) and value:
-            continue
-        found[name] = [_MISSING_FIELD if value is _MISSING
-                       else _NULL if value is None
-                       else _EMPTY if value == ""
-                       else _NOT_STRING]
-    return found or None
 
 
 def supported(observables: Sequence[dict[str, str]], cap: int) -> Query:

@@ -10,6 +10,7 @@ from typing import Any
 
 from . import text
 from .errors import RelayError, warning
+from .settings import FALSE, TRUE
 
 DEFAULT_ENTITIES_LIMIT = 100
 
@@ -17,8 +18,6 @@ DEFAULT_ENTITIES_LIMIT = 100
 SEVERITIES = (2, 5, 20, 25)  # MIN_SEVERITY's choices: SpyCloud's codes
 MAX_LOOKBACK_DAYS = 36_500
 SHOWN_LENGTH = 40  # characters of an unusable value a warning shows
-TRUE = frozenset({"true", "yes", "1", "on"})
-FALSE = frozenset({"false", "no", "0", "off"})
 
 
 @dataclass(frozen=True)

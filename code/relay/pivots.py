@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from .records import parse_time
+
 MAX_PIVOTS = 10  # observables of one record's machine and login, at most
 MAX_URL = 1024  # characters: a longer URL is left out, never cut
 INFOSTEALER = 25  # SpyCloud's severities 25 and 26: infostealer records
@@ -93,8 +95,8 @@ def of(fields: Mapping[str, Any], severity: int | None,
     targets = tuple(o for o in found.values()
                     if o["type"] in ("url", "domain"))
     return Pivots(
-        Machine(tuple(machine), _text(fields.get("user_os")),
-                infected_time(fields.get("infected_time")))
+        Machine(tuple(machine), _value(fields.get("user_os")),
+                parse_time(fields.get("infected_time")))
         if machine else None,
         targets)
 
@@ -157,25 +159,14 @@ def target_url(value: Any) -> str | None:
     return f"{parts.scheme}://{netloc}{parts.path or '/'}"
 
 
-def infected_time(value: Any) -> dt.datetime | None:
-    """Read when the machine was infected, as UTC, or None."""
-    if not isinstance(value, str):
-        return None
-    try:
-        when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when.replace(tzinfo=dt.timezone.utc) if when.tzinfo is None \
-        else when.astimezone(dt.timezone.utc)
-
-
 def _listed(value: Any) -> Iterable[Any]:
     if isinstance(value, str):
         return value.split(",")
     return value if isinstance(value, list) else ()
 
 
-def _text(value: Any) -> str | None:
+def _value(value: Any) -> str | None:
+    """A field's text, unless it is a placeholder (`N/A`, `unknown`...)."""
     if not isinstance(value, str) or value.strip().lower() in PLACEHOLDERS:
         return None
     return value.strip()[:1024]

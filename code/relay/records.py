@@ -36,7 +36,7 @@ class Page:
 
 @dataclass(frozen=True)
 class Record:
-    """One breach record of an email, its fields in SpyCloud's order."""
+    """One breach record, its fields in SpyCloud's order."""
 
     document_id: str
     source_id: int
@@ -177,11 +177,11 @@ def parse_catalog(raw: Any) -> Catalog:
     title = raw.get("title")
     if not isinstance(title, str) or not title.strip():
         raise ValueError(f"catalog {catalog_id} has no title")
-    site = _text(raw.get("site"))
+    site = _string(raw.get("site"))
     # The breached site becomes a domain observable and a link: only a
     # valid domain may (`n/a` is SpyCloud's word for none).
     site = domain(site) if site is not None else None
-    uuid = _text(raw.get("uuid"))
+    uuid = _string(raw.get("uuid"))
     assets = raw.get("assets")
     combo = raw.get("combo_list_flag")
     return Catalog(
@@ -190,9 +190,9 @@ def parse_catalog(raw: Any) -> Catalog:
         uuid=uuid.lower() if uuid is not None and UUID.fullmatch(uuid)
         else None,
         title=title,
-        description=_text(raw.get("description")),
+        description=_string(raw.get("description")),
         site=site,
-        site_description=_text(raw.get("site_description")),
+        site_description=_string(raw.get("site_description")),
         published=parse_time(raw.get("spycloud_publish_date")),
         confidence=_as_int(raw.get("confidence")),
         assets=tuple(str(a) for a in assets) if isinstance(assets, dict)
@@ -218,7 +218,8 @@ def catalog_payload(catalog: Catalog) -> dict[str, Any]:
 
 
 def parse_time(value: Any) -> dt.datetime | None:
-    """Parse SpyCloud's ISO 8601 time (`Z` or an offset) into UTC."""
+    """Parse SpyCloud's ISO 8601 time (`Z`, an offset, or none: UTC) into
+    UTC, or None."""
     if not isinstance(value, str) or not value:
         return None
     try:
@@ -238,5 +239,6 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
-def _text(value: Any) -> str | None:
+def _string(value: Any) -> str | None:
+    """A non-empty string, or None."""
     return value if isinstance(value, str) and value else None

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
-
-from . import observables, refer as links, tiles
+from . import bodies, observables, refer as links, tiles
 from .auth import Claims, reason_code
 from .budget import Budget
 from .context import Context
@@ -101,7 +98,7 @@ def health() -> Response:
 
 def _observables() -> observables.Query:
     """Validate the body and keep the observables to look up."""
-    loaded = observables.load(request.get_json(force=True, silent=True))
+    loaded = bodies.observables(request.get_json(force=True, silent=True))
     g.observables = len(loaded)
     return observables.supported(loaded,
                                  services().settings.max_emails_per_request)
@@ -139,43 +136,18 @@ def refer() -> Response:
                    [*query.warnings, *claims.warnings, *errors])
 
 
-MAX_TILE_FIELDS = 8  # a tile's body has two; more is refused unread
+TILE = {"tile_id": list(tiles.TILES)}
+TILE_DATA = {**TILE, "period": list(tiles.PERIODS)}
 
 
-class TileSchema(Schema):
-    """The body of `/tiles/tile`: a known tile id, nothing else."""
-
-    class Meta:
-        unknown = RAISE
-
-    tile_id = fields.String(required=True,
-                            validate=validate.OneOf(list(tiles.TILES)))
-
-
-class TileDataSchema(TileSchema):
-    """The body of `/tiles/tile-data`: a known tile id and period."""
-
-    period = fields.String(required=True,
-                           validate=validate.OneOf(list(tiles.PERIODS)))
-
-
-def _tile_request(schema: Schema) -> dict[str, str]:
+def _tile_request(fields: dict[str, list[str]]) -> dict[str, str]:
     """Validate a tile route's body; no SpyCloud call for a bad one. Its
     message names at most a few problems, so a large body from anyone
     cannot make a large answer."""
     payload = request.get_json(force=True, silent=True)
     if payload is None and request.get_data():
         raise InvalidArgumentError("The body is not JSON.")
-    if isinstance(payload, dict) and len(payload) > MAX_TILE_FIELDS:
-        raise InvalidArgumentError(
-            f"The body has {len(payload):,} fields; a tile takes"
-            f" {', '.join(schema.fields)}.")
-    try:
-        loaded: dict[str, str] = schema.load({} if payload is None
-                                             else payload)
-        return loaded
-    except ValidationError as exc:
-        raise InvalidArgumentError(json.dumps(exc.messages)) from None
+    return bodies.tile(payload, fields)
 
 
 @bp.post("/tiles")
@@ -189,7 +161,7 @@ def tile_list() -> Response:
 @bp.post("/tiles/tile")
 def tile() -> Response:
     """Describe one tile."""
-    wanted = _tile_request(TileSchema())
+    wanted = _tile_request(TILE)
     _authorized()
     return _answer(tiles.definition(wanted["tile_id"]))
 
@@ -197,7 +169,7 @@ def tile() -> Response:
 @bp.post("/tiles/tile-data")
 def tile_data() -> Response:
     """Answer one tile's data for a period, from the watchlist."""
-    wanted = _tile_request(TileDataSchema())
+    wanted = _tile_request(TILE_DATA)
     ctx, _ = _authorized()
     data, errors = services().dashboard.tile_data(
         ctx, wanted["tile_id"], wanted["period"])

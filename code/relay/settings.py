@@ -23,6 +23,7 @@ DEFAULT_JWKS_HOSTS = (
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
+# The words of a true and a false value, in settings and module options.
 TRUE = frozenset({"1", "true", "yes", "on"})
 FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -109,7 +110,10 @@ def seconds_or_zero(text: str) -> float:
 
 
 def count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    # ASCII digits only: `²` is a digit to isdigit(), and int() refuses it;
+    # more than 18 digits is no count anyone means.
+    if not (text.isascii() and text.isdecimal()) or len(text) > 18 \
+            or int(text) < 1:
         raise ValueError("a whole number of 1 or more")
     return int(text)
 

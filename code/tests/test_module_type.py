@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from relay import options
+from relay import ctim, options
 
 MODULE_TYPE = Path(__file__).parents[1] / "module_type.json"
 
@@ -47,3 +47,12 @@ def test_every_option_is_declared_with_what_xdr_shows() -> None:
         == list(options.SEVERITIES)
     assert spec["custom_LOOKBACK_DAYS"]["type"] == "integer"
     assert spec["custom_MASK_PASSWORDS"]["type"] == "boolean"
+
+
+def test_the_mask_passwords_tooltip_shows_the_mask_the_relay_writes() -> None:
+    doc = json.loads(MODULE_TYPE.read_text())
+    spec = {f["key"]: f for f in doc["configuration_spec"]}
+    tooltip = spec["custom_MASK_PASSWORDS"]["tooltip"]
+    assert f" as {ctim.masked('hunter2')} " in tooltip
+    card = ctim.masked("4111 1111 1111 1234", ctim.CARD_NUMBER)
+    assert f"as {card})" in tooltip

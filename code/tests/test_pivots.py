@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from relay import ctim, pivots
-from relay.records import parse_record
+from relay.records import parse_record, parse_time
 
 STEALER = {
     "user_hostname": "DESKTOP-7QK2M1F",
@@ -122,7 +122,7 @@ def test_nothing_worth_investigating_gives_no_pivots() -> None:
 
 def test_an_unreadable_infection_time_is_none() -> None:
     assert found(infected_time="yesterday").machine.infected is None
-    assert pivots.infected_time("2026-05-07T18:55:00Z") == dt.datetime(
+    assert parse_time("2026-05-07T18:55:00Z") == dt.datetime(
         2026, 5, 7, 18, 55, tzinfo=dt.timezone.utc)
 
 

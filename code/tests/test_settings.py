@@ -91,6 +91,10 @@ def test_every_setting_has_a_variable_and_a_description() -> None:
      " expected a whole number of 1 or more"),
     ({"WORKER_CONNECTIONS": "0"}, "WORKER_CONNECTIONS='0' cannot be used:"
      " expected a whole number of 1 or more"),
+    ({"WEB_CONCURRENCY": "²"}, "WEB_CONCURRENCY='²' cannot be used:"
+     " expected a whole number of 1 or more"),
+    ({"WEB_CONCURRENCY": "9" * 50}, f"WEB_CONCURRENCY='{'9' * 50}' cannot be"
+     " used: expected a whole number of 1 or more"),
     ({"REQUESTS_CA_BUNDLE": "/nowhere/ca.pem"}, "REQUESTS_CA_BUNDLE="
      "'/nowhere/ca.pem' cannot be used: expected the path of a readable PEM"
      " file of CA certificates"),

@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(CURDIR)/$(VENV)/bin
 
-.PHONY: test demo token tiles bench load audit settings-table lock venv clean
+.PHONY: test unit demo token tiles bench load audit settings-table lock venv clean
 
 venv: $(VENV)/.installed
 
@@ -18,6 +18,10 @@ test: venv
 	cd code && $(BIN)/flake8 .
 	cd code && $(BIN)/mypy
 	cd code && $(BIN)/python -m pytest --cov --cov-fail-under=90
+
+# The inner loop: the tests that start no relay process and no Redis.
+unit: venv
+	cd code && $(BIN)/python -m pytest -q -m "not e2e and not redis"
 
 demo: venv
 	cd code && $(BIN)/python -m devtools.demo $(DEMO_ARGS)

@@ -65,7 +65,12 @@ class SingleFlight:
         self._cache: TTLCache[Hashable, Any] = TTLCache(
             maxsize=size, ttl=ttl)
         self._flights: dict[Hashable, Future[Any]] = {}
+        self._waiting = 0  # callers waiting for a value being computed
         self._lock = threading.Lock()
+
+    def waiting(self) -> int:
+        """Say how many callers wait for a value being computed."""
+        return self._waiting
 
     def get(self, name: Hashable, compute: Callable[[], Any],
             timeout: float, keep: Callable[[Any], bool] = lambda _: True,
@@ -83,7 +88,11 @@ class SingleFlight:
             flight = self._flights[name] = found or Future()
         metrics.cache("tiles", not leader, leader)
         if not leader:
-            return flight.result(timeout=timeout)
+            self._waiting += 1
+            try:
+                return flight.result(timeout=timeout)
+            finally:
+                self._waiting -= 1
         try:
             value = compute()
         except BaseException as error:

@@ -11,29 +11,21 @@ import requests
 
 from devtools import synthetic
 
+from .helpers import answer, observables
+
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean_log")]
 
 
 @pytest.fixture
 def post(stack) -> Callable[..., dict]:
     def post(path: str, body: Any = None, **claims: Any) -> dict:
-        token = stack.token(**claims)
-        stack.tokens.append(token)
-        for observable in body or ():
-            stack.emails.add(observable["value"])
-        response = requests.post(
-            stack.url + path, json=body, timeout=30,
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        assert response.status_code == 200
-        assert response.headers["Content-Type"] == "application/json"
-        return response.json()
+        return answer(stack, path, body, **claims)
     return post
 
 
 def observe(post, *emails: str, **claims: Any) -> dict:
-    return post("/observe/observables",
-                [{"type": "email", "value": e} for e in emails], **claims)
+    return post("/observe/observables", observables("email", emails),
+                **claims)
 
 
 def docs(body: dict, kind: str = "sightings") -> list[dict]:

@@ -21,10 +21,12 @@ import requests
 from gevent.event import Event
 
 from .conftest import E2E_ENV, E2E_KEY
+from .helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 
 BUDGET = 1.5  # RELAY_REQUEST_BUDGET of this stack
+CAP = 20  # SPYCLOUD_MAX_CONCURRENCY, as shipped
 KEY_B = "e2e-Key-customer-b-7d41"
 TIMED_OUT = {"type": "fatal", "code": "unknown",
              "message": "SpyCloud did not answer in time."}
@@ -108,7 +110,8 @@ def test_one_customers_hanging_requests_cost_another_nothing(relay) -> None:
     alone = statistics.median(customer_b(relay) for _ in range(5))
     hanging = [gevent.spawn(observe, relay, relay.token_a,
                             "fault-hang@demo.test") for _ in range(100)]
-    gevent.sleep(0.3)  # all of A's requests wait on SpyCloud now
+    # The cap of A's requests hang at SpyCloud, the others wait for a slot.
+    wait_until(lambda: sum(relay.emulator.in_flight.values()) == CAP)
     during = statistics.median(customer_b(relay) for _ in range(5))
     health = requests.post(relay.url + "/health", timeout=5, headers={
         "Authorization": f"Bearer {relay.token_b}"})
@@ -128,7 +131,8 @@ def test_a_trickled_answer_ends_by_the_budget_and_is_stopped(relay) -> None:
     trickled = [gevent.spawn(observe, relay, relay.token_a,
                              "fault-trickle@demo.test", "jane.doe@demo.test")
                 for _ in range(3)]
-    gevent.sleep(0.3)  # three bodies trickle in
+    # Three bodies trickle in.
+    wait_until(lambda: relay.emulator.calls["fault trickle"] == 3)
     assert customer_b(relay) < 1
     for each in trickled:
         body, elapsed = each.get()

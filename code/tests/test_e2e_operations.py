@@ -13,6 +13,8 @@ import requests
 
 from devtools.stack import CODE, Stack, free_port
 
+from .helpers import observables, post
+
 pytestmark = pytest.mark.e2e
 
 KEY = "ops-Key-31b7c0-not-for-logs"
@@ -85,12 +87,8 @@ def lines(stack) -> list[dict]:
 
 
 def observe(stack, *emails: str, request_id: str | None = None):
-    headers = {"Authorization": f"Bearer {stack.token()}"}
-    if request_id:
-        headers["X-Request-Id"] = request_id
-    return requests.post(stack.url + "/observe/observables", timeout=30,
-                         headers=headers,
-                         json=[{"type": "email", "value": e} for e in emails])
+    return post(stack, "/observe/observables", observables("email", emails),
+                headers={"X-Request-Id": request_id} if request_id else {})
 
 
 def test_log_lines_are_json_with_the_start_line_once(two_workers) -> None:

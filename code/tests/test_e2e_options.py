@@ -11,20 +11,15 @@ import requests
 
 from devtools import synthetic
 
+from .helpers import answer
+
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean_log")]
 
 
 def post(stack, path: str, observables: list[tuple[str, str]],
          **claims: Any) -> dict:
-    token = stack.token(**claims)
-    stack.tokens.append(token)
-    stack.emails.update(value for _, value in observables)
-    answer = requests.post(
-        stack.url + path, timeout=30,
-        json=[{"type": kind, "value": value} for kind, value in observables],
-        headers={"Authorization": f"Bearer {token}"})
-    assert answer.status_code == 200
-    return answer.json()
+    return answer(stack, path, [{"type": kind, "value": value}
+                                for kind, value in observables], **claims)
 
 
 def sightings(body: dict) -> list[dict]:

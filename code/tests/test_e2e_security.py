@@ -14,6 +14,9 @@ import requests
 from devtools.tokenkit import JwksServer, TokenKit
 from relay import observables
 
+from . import helpers
+from .helpers import answer
+
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean_log")]
 
 WRONG_KEY = ("Authorization failed: Failed to decode JWT with provided key."
@@ -26,12 +29,8 @@ def b64(data: bytes) -> str:
 
 
 def call(stack, token: str, body=None, path="/observe/observables"):
-    stack.tokens.append(token)
-    body = body or [{"type": "email", "value": "jane.doe@demo.test"}]
-    response = requests.post(stack.url + path, json=body, timeout=30,
-                             headers={"Authorization": f"Bearer {token}"})
-    assert response.status_code == 200
-    return response.json()
+    return answer(stack, path, body or helpers.observables(
+        "email", ["jane.doe@demo.test"]), token=token)
 
 
 def message(body: dict) -> str:

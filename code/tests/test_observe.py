@@ -21,6 +21,7 @@ from relay import ctim
 from relay.factory import create_app
 
 from .conftest import API, API_KEY
+from .helpers import page
 
 EMAIL = "jane@example.com"
 RECORDS = API + "breach/data/emails/"
@@ -47,10 +48,6 @@ def cat(n: int, **extra: Any) -> dict:
         "spycloud_publish_date": "2019-12-01T00:00:00Z", "confidence": 2,
         "assets": {"email": 1}, **extra,
     }
-
-
-def page(results: list, cursor: str = "") -> dict:
-    return {"cursor": cursor, "hits": len(results), "results": results}
 
 
 def observe(client, auth, *values: str, kind: str = "email"):

@@ -20,6 +20,8 @@ from relay.seal import Seal
 
 from .conftest import load
 
+pytestmark = pytest.mark.redis
+
 
 @pytest.fixture(scope="module")
 def server():
@@ -52,8 +54,17 @@ def test_the_cap_is_shared_and_a_lease_expires(store) -> None:
     assert second.acquire("other", 0)
     first.release(held)
     assert second.acquire("k", 0)
-    # The holders "crash" (never release): their leases run out.
-    time.sleep(0.35)
+    # Each lease ends one lease time (0.3 s) after it was taken, on Redis'
+    # clock.
+    slots = shared.PREFIX + "slots:k"
+    seconds, micro = store.client.time()
+    now_ms = seconds * 1000 + micro // 1000
+    ends = [score for _, score in store.client.zrange(slots, 0, -1,
+                                                      withscores=True)]
+    assert len(ends) == 2 and all(0 < end - now_ms <= 300 for end in ends)
+    # The holders "crash" (never release) and their leases' ends pass.
+    store.client.zadd(slots, {member: now_ms - 1 for member in
+                              store.client.zrange(slots, 0, -1)})
     assert first.acquire("k", 0) and first.acquire("k", 0)
 
 
@@ -147,7 +158,8 @@ def test_a_slow_leaders_publish_keeps_the_next_leaders_lock(store) -> None:
     inside = []
 
     def slow_compute() -> dict:
-        time.sleep(0.2)  # the lock (0.1 s) expires; another leader takes it
+        assert 0 < store.client.pttl(lock) <= 100  # the lock lives 0.1 s
+        store.client.delete(lock)  # ... and it has, meanwhile
         inside.append(store.client.set(lock, b"the-next-leader", nx=True))
         return VALUE
 
@@ -194,8 +206,9 @@ def test_values_of_an_older_release_are_not_read(store) -> None:
 
 
 def test_redis_down_falls_back_and_warns_once(caplog) -> None:
+    now = [100.0]
     down = shared.Redis("redis://127.0.0.1:1/0", timeout=0.05,
-                        retry_interval=0.2)
+                        retry_interval=10, clock=lambda: now[0])
     local = CatalogCache(60, 10)
     catalogs = SharedCatalogCache(down, local, 60, 60)
     limits = SharedKeyLimits(down, KeyLimits(1), lease=5)
@@ -213,7 +226,7 @@ def test_redis_down_falls_back_and_warns_once(caplog) -> None:
     warned = [r for r in caplog.records
               if r.getMessage().startswith("Redis unavailable")]
     assert len(warned) == 1
-    time.sleep(0.25)  # the interval is over: Redis is tried (and warned) again
+    now[0] += 10  # the interval is over: Redis is tried (and warned) again
     with caplog.at_level(logging.WARNING, logger="relay.shared"):
         catalogs.lookup("owner", [11])
     assert len([r for r in caplog.records

@@ -12,12 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import responses
-from prometheus_client import REGISTRY
 from responses import matchers
 
 from relay.factory import create_app
 
 from .conftest import API
+from .helpers import page
 
 NOW = dt.datetime(2026, 3, 15, 12, 0, tzinfo=dt.timezone.utc)
 WATCHLIST = API + "breach/data/watchlist"
@@ -28,10 +28,6 @@ def rec(n: int, day: str, severity: int = 20, source: int = 7) -> dict:
     return {"email": f"u{n % 3}@corp.example", "document_id": f"d{n}",
             "source_id": source, "severity": severity,
             "spycloud_publish_date": f"{day}T00:00:00Z"}
-
-
-def page(results: list, cursor: str = "") -> dict:
-    return {"cursor": cursor, "hits": len(results), "results": results}
 
 
 @pytest.fixture
@@ -159,18 +155,15 @@ def test_five_tiles_at_once_read_the_watchlist_once(
     reads = []
     lock = threading.Lock()
 
-    def joined() -> float:  # tile requests that found the read under way
-        return REGISTRY.get_sample_value("relay_cache_lookups_total", {
-            "cache": "tiles", "result": "hit"}) or 0.0
-
-    before = joined()
+    flight = client.application.extensions["relay"].dashboard.aggregates
 
     def watchlist(request):
         with lock:
             reads.append(request.url)
-        # Answer once the four other tiles wait for this read.
+        # Answer the first read once the four other tiles wait for it.
         deadline = time.monotonic() + 5
-        while joined() - before < 4 and time.monotonic() < deadline:
+        while len(reads) == 1 and flight.waiting() < 4 \
+                and time.monotonic() < deadline:
             time.sleep(0.005)
         return 200, {}, json.dumps(page([rec(1, "2026-03-14")]))
 

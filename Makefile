@@ -41,7 +41,8 @@ bench: venv
 load: venv
 	cd code && $(BIN)/python -m devtools.loadcheck
 
-# The README's table of environment variables, from code/relay/settings.py.
+# The table of environment variables of docs/operating.md, from
+# code/relay/settings.py.
 settings-table: venv
 	@cd code && $(BIN)/python -c "from relay.settings import table; print(table())"
 

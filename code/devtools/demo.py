@@ -125,7 +125,7 @@ curl -s -X POST {stack.url}/tiles/tile-data -H {auth} \\
 
 The token lasts {LIFETIME // 60} minutes. Another, with any claims:
   make token CLAIMS='MIN_SEVERITY=20 LOOKBACK_DAYS=30 MASK_PASSWORDS=true'
-Demo identities and injected faults: see README.md or
+Demo identities and injected faults: see docs/development.md or
 code/devtools/emulator.py. Press Ctrl-C to stop all three.
 """, flush=True)
     # Set both explicitly: a shell may start a background job ignoring SIGINT.

@@ -271,28 +271,32 @@ def _bearer(authorization: str | None) -> str:
     return token.strip()
 
 
+# PyJWT's refusals → the text the analyst reads, most specific first:
+# InvalidSignatureError is a DecodeError. The signature is checked before
+# the claims, and the token's structure was decoded already: any other
+# DecodeError is a claim of the wrong type (PyJWT raises one for a
+# non-numeric exp or nbf). Anything else is a signature failure.
+REFUSALS: tuple[tuple[type[Exception] | tuple[type[Exception], ...], str],
+                ...] = (
+    (jwt.InvalidSignatureError, WRONG_KEY),
+    ((jwt.InvalidIssuedAtError, jwt.DecodeError), BAD_CLAIMS),
+    (jwt.ExpiredSignatureError, EXPIRED),
+    (jwt.ImmatureSignatureError, NOT_YET_VALID),
+    ((jwt.InvalidAudienceError, jwt.MissingRequiredClaimError),
+     WRONG_AUDIENCE),
+)
+
+
 def _verify(token: str, key: jwt.PyJWK, audience: str) -> dict[str, Any]:
-    # Most specific first: InvalidSignatureError is a DecodeError. The
-    # signature is checked before the claims, and the token's structure
-    # was decoded already: any other DecodeError is a claim of the wrong
-    # type (PyJWT raises it for a non-numeric exp or nbf).
     try:
         return jwt.decode(
             token, key=key, algorithms=ALGORITHMS, audience=audience,
             leeway=LEEWAY,
         )
-    except jwt.InvalidSignatureError:
-        raise AuthorizationError(WRONG_KEY) from None
-    except (jwt.InvalidIssuedAtError, jwt.DecodeError):
-        raise AuthorizationError(BAD_CLAIMS) from None
-    except jwt.ExpiredSignatureError:
-        raise AuthorizationError(EXPIRED) from None
-    except jwt.ImmatureSignatureError:
-        raise AuthorizationError(NOT_YET_VALID) from None
-    except (jwt.InvalidAudienceError, jwt.MissingRequiredClaimError):
-        raise AuthorizationError(WRONG_AUDIENCE) from None
-    except jwt.PyJWTError:
-        raise AuthorizationError(WRONG_KEY) from None
+    except jwt.PyJWTError as error:
+        text = next((text for kinds, text in REFUSALS
+                     if isinstance(error, kinds)), WRONG_KEY)
+        raise AuthorizationError(text) from None
 
 
 def _api_key(claims: Mapping[str, Any]) -> str:

@@ -1,5 +1,5 @@
-"""Prometheus metrics of the relay (the README's "Logs and metrics" lists
-them).
+"""Prometheus metrics of the relay (`docs/operating.md`, "Logs and
+metrics", lists them).
 
 Under gunicorn with `METRICS_BIND` set, `gunicorn.conf.py` points the
 client at a directory shared by the workers (its multiprocess mode), and

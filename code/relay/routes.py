@@ -69,7 +69,8 @@ def index() -> Response:
         "name": "SpyCloud Employee ATO Prevention relay for Cisco XDR",
         "version": VERSION,
         "routes": ROUTES,
-        "docs": "See README.md: running, configuration, registering in XDR.",
+        "docs": "See README.md (registering in XDR) and docs/operating.md"
+        " (running, configuration).",
     })
 
 

@@ -2,9 +2,9 @@
 
 Each field of `Settings` names its variable, how its text is read and
 checked, and what it is for. The relay, `gunicorn.conf.py` and the
-README's table (`python -m relay.settings`) all come from this one table;
-a value that cannot be used stops the relay at start-up with one line
-naming the variable, the value and what is allowed.
+table of `docs/operating.md` (`python -m relay.settings`) all come from
+this one table; a value that cannot be used stops the relay at start-up
+with one line naming the variable, the value and what is allowed.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def optional_address(text: str) -> str | None:
 def var(name: str, default: Any, read: Callable[[str], Any], help: str,
         shown: str | None = None) -> Any:
     """Declare a setting: its variable, default, reader and description
-    (*shown*: the default as the README shows it)."""
+    (*shown*: the default as the documentation shows it)."""
     return field(default=default, metadata={
         "env": name, "read": read, "help": help,
         "shown": shown if shown is not None else _shown(default)})
@@ -378,7 +378,8 @@ def _hide_password(text: str) -> str:
 
 
 def table() -> str:
-    """Return the README's table of variables, generated from `Settings`."""
+    """Return the table of variables of `docs/operating.md`, generated
+    from `Settings`."""
     lines = ["| variable | default | purpose |", "|---|---|---|"]
     for spec in fields(Settings):
         lines.append(f"| `{spec.metadata['env']}` | `{spec.metadata['shown']}`"

@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from .budget import GRACE
+from .budget import GRACE, out_of_time
 from .catalog_cache import CatalogStore
-from .concurrency import Future, Tasks
+from .concurrency import Future, Tasks, Turns
 from .context import Context
 from .errors import RelayError
 from .records import Catalog
@@ -34,27 +34,41 @@ class CatalogLoader:
     """
 
     def __init__(self, spycloud: SpyCloud, cache: CatalogStore,
-                 ctx: Context, tasks: Tasks) -> None:
+                 ctx: Context, tasks: Tasks, turns: Turns) -> None:
         self._spycloud = spycloud
         self._cache = cache
         self._ctx = ctx
         self._tasks = tasks
+        # The request's turns: a catalog call, which whole observables
+        # wait on, takes one before any waiting record call.
+        self._turns = turns
         self._asked: dict[int, Future[Catalog | None]] = {}
         self._queue: list[int] = []
+        self._handed = 0  # turns handed over by callers, for the fetches
         self.missing: dict[int, None] = {}
         self.errors: list[RelayError] = []
         self.late = False
 
-    def load(self, ids: Iterable[int]) -> dict[int, Catalog]:
+    def load(self, ids: Iterable[int],
+             holding: bool = False) -> dict[int, Catalog]:
         """Return the catalogs of *ids* that exist, as known by the budget
-        (a catalog still on its way then is left out, and `late` set)."""
+        (a catalog still on its way then is left out, and `late` set).
+
+        A caller *holding* one of the request's turns hands it over: to
+        the fetch of the ids it asks first, so that fetch goes out as the
+        caller's own call ends, or back to the request's turns."""
         wanted = list(dict.fromkeys(ids))
-        for catalog_id in wanted:
-            if catalog_id not in self._asked:
-                self._asked[catalog_id] = Future()
-                if not self._queue:  # the first of this turn: dispatch soon
-                    self._tasks.spawn(self._dispatch)
-                self._queue.append(catalog_id)
+        fresh = [i for i in wanted if i not in self._asked]
+        for catalog_id in fresh:
+            self._asked[catalog_id] = Future()
+        if fresh:
+            if not self._queue:  # the first of this loop turn: dispatch soon
+                self._tasks.spawn(self._dispatch)
+            self._queue.extend(fresh)
+        if holding and fresh:
+            self._handed += 1
+        elif holding:
+            self._turns.give()
         found: dict[int, Catalog] = {}
         for catalog_id in wanted:
             future = self._asked[catalog_id]
@@ -80,12 +94,25 @@ class CatalogLoader:
         for catalog_id in [*cached, *missing]:
             self._asked[catalog_id].set(cached.get(catalog_id))
         for start in range(0, len(todo), CATALOG_BATCH):
-            self._tasks.spawn(self._fetch, todo[start:start + CATALOG_BATCH])
+            handed = self._handed > 0
+            self._handed -= handed
+            self._tasks.spawn(self._fetch, todo[start:start + CATALOG_BATCH],
+                              handed)
+        for _ in range(self._handed):  # more handed over than fetches
+            self._turns.give()
+        self._handed = 0
 
-    def _fetch(self, batch: list[int]) -> None:
-        """Fetch one batch, remember what SpyCloud said, wake its waiters."""
+    def _fetch(self, batch: list[int], handed: bool) -> None:
+        """Fetch one batch, remember what SpyCloud said, wake its waiters;
+        with a turn *handed* over, or else one taken before any waiting
+        record call of the request."""
         answer: dict[int, Catalog] = {}
+        turn = handed
         try:
+            turn = turn or self._turns.take(self._ctx.remaining(),
+                                            urgent=True)
+            if not turn:
+                raise out_of_time(self._ctx.budget)
             answer = self._spycloud.catalog_batch(self._ctx, batch)
             gone = [i for i in batch if i not in answer]
             self._cache.store(self._ctx.digest, answer.values(), gone)
@@ -98,5 +125,7 @@ class CatalogLoader:
                               "request_id": self._ctx.request_id}})
             self.errors.append(RelayError("An unexpected error occurred."))
         finally:  # stopped or not, nobody waits for this batch any more
+            if turn:
+                self._turns.give()
             for catalog_id in batch:
                 self._asked[catalog_id].set(answer.get(catalog_id))

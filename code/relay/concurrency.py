@@ -12,13 +12,14 @@ greenlets wait for, backoff between tries, and the operating system's own
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar, cast
 
 import gevent
 from gevent import monkey
-from gevent.event import AsyncResult
+from gevent.event import AsyncResult, Event
 from gevent.pool import Group
 
 T = TypeVar("T")
@@ -115,6 +116,48 @@ class Future(Generic[T]):
     def value(self) -> T:
         """Return the value (it is set)."""
         return cast(T, self._result.get(block=False))
+
+
+class Turns:
+    """At most *size* holders at once among the greenlets of one request;
+    an urgent taker (work that others wait on) goes before every ordinary
+    one already waiting. Every wait ends by its timeout."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._urgent: deque[Event] = deque()
+        self._ordinary: deque[Event] = deque()
+
+    def take(self, timeout: float, urgent: bool = False) -> bool:
+        """Take a turn, waiting at most *timeout* seconds; say whether one
+        was taken (then `give` it back)."""
+        if self._free and not (self._urgent or self._ordinary):
+            self._free -= 1
+            return True
+        turn = Event()
+        queue = self._urgent if urgent else self._ordinary
+        queue.append(turn)
+        try:
+            turn.wait(max(timeout, 0.0))
+        except BaseException:  # stopped while waiting: hold nothing
+            if turn.is_set():
+                self.give()
+            else:
+                queue.remove(turn)
+            raise
+        if not turn.is_set():  # timed out
+            queue.remove(turn)
+            return False
+        return True
+
+    def give(self) -> None:
+        """Give a turn back: to the first urgent waiter, else the first
+        ordinary one, else to the free ones."""
+        waiting = self._urgent or self._ordinary
+        if waiting:
+            waiting.popleft().set()  # the turn passes on, still taken
+        else:
+            self._free += 1
 
 
 def retries(timeout: float, first: float = 0.005,

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import tiles
 from .budget import out_of_time
-from .concurrency import Tasks
+from .concurrency import Tasks, Turns
 from .context import Context
 from .errors import RelayError, warning
 from .flights import SharedFlight, SingleFlight
@@ -33,11 +33,12 @@ class Dashboard:
     """
 
     def __init__(self, spycloud: SpyCloud, catalogs: CatalogStore,
-                 ttl: float, max_pages: int,
+                 ttl: float, max_pages: int, fanout: int,
                  clock: Callable[[], dt.datetime],
                  shared: SharedFlight | None = None) -> None:
         self.spycloud = spycloud
         self.catalogs = catalogs
+        self.fanout = fanout  # one request's catalog calls out at once
         self.max_pages = max_pages
         self.clock = clock
         self.aggregates = SingleFlight(ttl)
@@ -88,7 +89,8 @@ class Dashboard:
         # The catalogs name the top breaches: what went wrong reading them
         # concerns that tile only.
         with Tasks() as tasks:
-            loader = CatalogLoader(self.spycloud, self.catalogs, ctx, tasks)
+            loader = CatalogLoader(self.spycloud, self.catalogs, ctx, tasks,
+                                   Turns(self.fanout))
             found = loader.load(exposure.top_breaches())
         errors = [*loader.errors, *([out_of_time(ctx.budget)]
                                     if loader.late else [])]

@@ -113,7 +113,8 @@ def create_app(
             clock=now,
         ),
         dashboard=Dashboard(spycloud, catalogs, settings.tiles_cache_ttl,
-                            settings.tiles_max_pages, now, flight),
+                            settings.tiles_max_pages,
+                            settings.max_concurrency, now, flight),
     )
     # Retries are logged by the relay's hook, whoever launches it
     # (stamina's hooks are process-wide; its default logs bare names).

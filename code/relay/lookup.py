@@ -2,11 +2,13 @@
 of its own, start to end: its records, then their catalogs, then mapped.
 
 A slow, failing or hanging observable costs the others nothing: their
-entities come back whole. At most the per-key cap of a request's
-observables read records at once, so no request occupies capacity
-another needs; catalogs come through the request's `CatalogLoader`, which
-batches what its observables ask for. When the request answers, whatever
-it still has running is stopped (its key slots given back).
+entities come back whole. At most the per-key cap of a request's calls
+are out at once (its `Turns`), so no request occupies capacity another
+needs; catalogs come through the request's `CatalogLoader`, which
+batches what its observables ask for, and a catalog call (whole
+observables wait on it) goes before the request's waiting record calls.
+When the request answers, whatever it still has running is stopped (its
+key slots given back).
 
 One answer holds at most `answer_cap` sightings: each observable is asked
 for its share of it, newest first, so records past it are never built.
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -25,7 +26,7 @@ from . import ctim
 from .budget import GRACE, out_of_time
 from .catalog_cache import CatalogStore
 from .catalogs import CatalogLoader
-from .concurrency import Tasks
+from .concurrency import Tasks, Turns
 from .context import Context
 from .errors import RelayError, warning
 from .jsonio import Bundle, Written
@@ -128,10 +129,10 @@ class Lookup:
         limit = min(options.entities_limit,
                     max(1, self.answer_cap // max(1, len(observables))))
         only = self.filter(options)
-        turns = threading.BoundedSemaphore(self.fanout)
+        turns = Turns(self.fanout)
         with Tasks() as tasks:
             loader = CatalogLoader(self.spycloud, self.catalog_cache, ctx,
-                                   tasks)
+                                   tasks, turns)
             running = [tasks.spawn(self._one, ctx, loader, turns, observable,
                                    limit, only, mapper)
                        for observable in observables]
@@ -168,45 +169,40 @@ class Lookup:
 
     def _one(
         self, ctx: Context, loader: CatalogLoader,
-        turns: threading.BoundedSemaphore, observable: Observable,
+        turns: Turns, observable: Observable,
         limit: int, only: RecordFilter, mapper: Mapper[T],
     ) -> Found[T] | RelayError:
-        """Look one observable up: its records (from the cache, or SpyCloud
-        once the request's turn comes), their catalogs, then map them."""
-        try:
-            found = self._records(ctx, turns, observable, limit, only)
-        except RelayError as error:
-            return error
-        except Exception:  # a bug must not lose the other observables
-            log.exception("unexpected failure while reading SpyCloud",
-                          extra={"fields": {"request_id": ctx.request_id}})
-            return RelayError("An unexpected error occurred.")
-        catalogs = loader.load(r.source_id for r in found.records)
+        """Look one observable up: its records (from the records cache, or
+        from SpyCloud once one of the request's turns is free), their
+        catalogs, then what *mapper* makes of them."""
+        key = (ctx.digest, observable.type, observable.query, limit, only)
+        found = self.records_cache.get(key)
+        holding = False
+        if found is None:
+            if not turns.take(ctx.remaining()):
+                return out_of_time(ctx.budget)
+            try:
+                found = self.spycloud.records(ctx, observable.type,
+                                              observable.query, limit, only)
+            except RelayError as error:
+                turns.give()
+                return error
+            except Exception:  # a bug must not lose the other observables
+                turns.give()
+                log.exception("unexpected failure while reading SpyCloud",
+                              extra={"fields": {
+                                  "request_id": ctx.request_id}})
+                return RelayError("An unexpected error occurred.")
+            holding = True
+            self.records_cache.put(key, found)
+        # The turn goes to this observable's catalogs, if it asks new ones.
+        catalogs = loader.load((r.source_id for r in found.records), holding)
         try:
             return Found(found, mapper(observable, found, catalogs))
         except Exception:  # a bug must not lose the other observables
             log.exception("unexpected failure while mapping an observable",
                           extra={"fields": {"request_id": ctx.request_id}})
             return RelayError(UNEXPECTED.format(value=observable.value))
-
-    def _records(self, ctx: Context, turns: threading.BoundedSemaphore,
-                 observable: Observable, limit: int,
-                 only: RecordFilter) -> Records:
-        """Return the observable's records, from the records cache or from
-        SpyCloud (then kept there)."""
-        key = (ctx.digest, observable.type, observable.query, limit, only)
-        found = self.records_cache.get(key)
-        if found is not None:
-            return found
-        if not turns.acquire(timeout=ctx.remaining()):
-            raise out_of_time(ctx.budget)
-        try:
-            found = self.spycloud.records(ctx, observable.type,
-                                          observable.query, limit, only)
-        finally:
-            turns.release()
-        self.records_cache.put(key, found)
-        return found
 
 
 def _notes(

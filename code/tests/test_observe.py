@@ -548,6 +548,27 @@ def test_a_requests_observables_take_turns_with_its_keys_other_requests(
     assert served.index("b@example.com") <= 3, served
 
 
+def test_a_catalog_call_goes_before_the_requests_waiting_record_calls(
+        settings, mocked, auth) -> None:
+    app = create_app(dataclasses.replace(settings, max_concurrency=2))
+    served: list[str] = []
+
+    def answer(request):
+        served.append(request.path_url.rsplit("/", 1)[1])
+        time.sleep(0.05)
+        if "/catalog/" in request.path_url:
+            return 200, {}, json.dumps(page([cat(7)]))
+        return 200, {}, json.dumps(page([rec(1, 7)]))
+
+    mocked.add_callback(responses.GET, re.compile(API + ".*"), answer)
+    body = observe(app.test_client(), auth,
+                   *[f"a{n}@example.com" for n in range(6)])
+    assert body["data"]["indicators"]["count"] == 1
+    # Two calls at a time: once the first two emails' records came, their
+    # catalog goes out in the second pair of calls, not after the others.
+    assert served.index("7") <= 3, served
+
+
 def test_one_customer_does_not_wait_for_another(
         settings, mocked, make_token, jwks) -> None:
     app = create_app(dataclasses.replace(settings, max_concurrency=2))

@@ -70,23 +70,43 @@ def create_app(
     if settings.trust_proxy_headers:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_proto=1, x_host=1)
+    app.extensions["relay"] = _services(settings, clock, now)
+    # Retries are logged by the relay's hook, whoever launches it
+    # (stamina's hooks are process-wide; its default logs bare names).
+    stamina.instrumentation.set_on_retry_hooks([log_retry])
+    app.register_blueprint(routes.bp)
+    _register_access_log(app)  # first: the body's deadline starts there
+    _register_body_read(app, settings.max_body_bytes, settings.body_timeout,
+                        settings.request_budget)
+    _register_error_handlers(app)
+    return app
+
+
+def _shared_state(settings: Settings) -> tuple[
+        CatalogStore, Limits, SharedFlight | None]:
+    """The catalog cache, the per-key cap and the tiles' flight: in
+    process, or with `REDIS_URL` shared by every worker and replica."""
     local = CatalogCache(settings.catalog_cache_ttl,
                          settings.catalog_cache_size)
-    catalogs: CatalogStore = local
     own = KeyLimits(settings.max_concurrency)
-    limits: Limits = own
-    flight = None
-    if settings.redis_url:  # shared by every worker and replica
-        store = Redis(settings.redis_url, settings.redis_timeout,
-                      settings.redis_retry_interval)
-        catalogs = SharedCatalogCache(
-            store, local, settings.catalog_cache_ttl, MISSING_TTL)
+    if not settings.redis_url:
+        return local, own, None
+    store = Redis(settings.redis_url, settings.redis_timeout,
+                  settings.redis_retry_interval)
+    return (
+        SharedCatalogCache(store, local, settings.catalog_cache_ttl,
+                           MISSING_TTL),
         # A slot is held at most for its request's budget (a trickled body
         # is read until then), so its lease outlives that.
-        limits = SharedKeyLimits(
-            store, own, settings.request_budget + LEASE_MARGIN)
-        flight = SharedFlight(store, settings.tiles_cache_ttl,
-                              settings.request_budget)
+        SharedKeyLimits(store, own, settings.request_budget + LEASE_MARGIN),
+        SharedFlight(store, settings.tiles_cache_ttl, settings.request_budget),
+    )
+
+
+def _services(settings: Settings, clock: Callable[[], float],
+              now: Callable[[], dt.datetime]) -> Services:
+    """Build what the routes serve with."""
+    catalogs, limits, flight = _shared_state(settings)
     # One HTTP client for every call out: SpyCloud's and the JWKS hosts'.
     client = http.Client(connections=settings.worker_connections,
                          ca_bundle=settings.ca_bundle or settings.ssl_cert_file)
@@ -100,7 +120,7 @@ def create_app(
         stale_ttl=settings.jwks_stale_ttl,
         clock=clock,
     )
-    app.extensions["relay"] = Services(
+    return Services(
         settings=settings,
         authorizer=Authorizer(settings, jwks),
         spycloud=spycloud,
@@ -116,15 +136,6 @@ def create_app(
                             settings.tiles_max_pages,
                             settings.max_concurrency, now, flight),
     )
-    # Retries are logged by the relay's hook, whoever launches it
-    # (stamina's hooks are process-wide; its default logs bare names).
-    stamina.instrumentation.set_on_retry_hooks([log_retry])
-    app.register_blueprint(routes.bp)
-    _register_access_log(app)  # first: the body's deadline starts there
-    _register_body_read(app, settings.max_body_bytes, settings.body_timeout,
-                        settings.request_budget)
-    _register_error_handlers(app)
-    return app
 
 
 def _register_error_handlers(app: Flask) -> None:

@@ -9,7 +9,8 @@ briefly, in case the catalog appears soon after.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import orjson
@@ -22,7 +23,8 @@ from .records import Catalog, catalog_payload, parse_catalog
 from .shared import Redis, key
 
 MISSING_TTL = 60.0
-MISSING = b"1"  # the value of an id SpyCloud did not return
+MISSING = object()  # a stored mark: SpyCloud did not return this id
+STALE = object()  # a stored value past its life
 
 
 class CatalogStore(Protocol):
@@ -49,9 +51,10 @@ class CatalogCache:
         self._lock = threading.Lock()
 
     def lookup(
-        self, owner: str, ids: Iterable[int]
+        self, owner: str, ids: Iterable[int], count: bool = True,
     ) -> tuple[dict[int, Catalog], list[int], list[int]]:
-        """Split *ids* into cached catalogs, known-missing ids and the rest."""
+        """Split *ids* into cached catalogs, known-missing ids and the rest
+        (counted as the cache's hits and misses unless *count* is false)."""
         found: dict[int, Catalog] = {}
         missing: list[int] = []
         unknown: list[int] = []
@@ -64,7 +67,8 @@ class CatalogCache:
                     missing.append(catalog_id)
                 else:
                     unknown.append(catalog_id)
-        metrics.cache("catalog", len(found) + len(missing), len(unknown))
+        if count:
+            metrics.cache("catalog", len(found) + len(missing), len(unknown))
         return found, missing, unknown
 
     def store(
@@ -82,21 +86,40 @@ class CatalogCache:
 
 
 class SharedCatalogCache:
-    """The catalog cache on Redis, the in-process one as fallback."""
+    """The catalog cache on Redis, the in-process one as fallback.
+
+    A customer's catalogs are fields of one hash (`catalogs`, under its
+    digest's hash tag), each value stamped with the time it was stored
+    and read back through the checks a SpyCloud answer gets, so a look-up
+    of many ids is one `HMGET` and a batch SpyCloud answered is one `HSET`
+    and one `PEXPIRE`: the hash lives `CATALOG_CACHE_TTL` past its last
+    write, a value no longer than its own life (a catalog's, or a missing
+    id's), and values past it are dropped when met.
+    """
 
     def __init__(self, shared: Redis, local: CatalogCache, ttl: float,
-                 missing_ttl: float) -> None:
+                 missing_ttl: float,
+                 clock: Callable[[], float] = time.time) -> None:
         self.redis = shared
         self.local = local
         self.ttl = max(1, int(ttl))
         self.missing_ttl = max(1, int(missing_ttl))
+        self._clock = clock
 
     def lookup(self, owner: str, ids: Iterable[int]
                ) -> tuple[dict[int, Catalog], list[int], list[int]]:
-        """Split *ids* into cached catalogs, known-missing ids and the rest."""
-        ids = list(ids)
-        return self.redis.run(lambda r: self._lookup(r, owner, ids),
-                              lambda: self.local.lookup(owner, ids))
+        """Split *ids* into cached catalogs, known-missing ids and the rest:
+        this process's own copies first (what it stored or read before, for
+        no longer than their life), then Redis for the rest, kept here."""
+        found, missing, todo = self.local.lookup(owner, ids, count=False)
+        if todo:
+            shared, gone, todo = self.redis.run(
+                lambda r: self._lookup(r, owner, todo), lambda: ({}, [], todo))
+            self.local.store(owner, shared.values(), gone)
+            found.update(shared)
+            missing.extend(gone)
+        metrics.cache("catalog", len(found) + len(missing), len(todo))
+        return found, missing, todo
 
     def store(self, owner: str, found: Iterable[Catalog],
               missing: Iterable[int]) -> None:
@@ -104,50 +127,70 @@ class SharedCatalogCache:
         and (while it answers) in Redis."""
         found, missing = list(found), list(missing)
         self.local.store(owner, found, missing)
-        self.redis.run(lambda r: self._store(r, owner, found, missing),
-                       lambda: None)
+        if found or missing:
+            self.redis.run(lambda r: self._store(r, owner, found, missing),
+                           lambda: None)
 
     def _lookup(self, client: redis.Redis, owner: str, ids: list[int]
                 ) -> tuple[dict[int, Catalog], list[int], list[int]]:
         found: dict[int, Catalog] = {}
         missing: list[int] = []
         todo: list[int] = []
+        stale: list[int] = []
         if ids:
-            values = client.mget([key("catalog", owner, i) for i in ids]
-                                 + [key("missing", owner, i) for i in ids])
-            for n, catalog_id in enumerate(ids):
-                catalog = self._catalog(catalog_id, values[n])
-                if catalog is not None:
-                    found[catalog_id] = catalog
-                elif values[len(ids) + n] == MISSING:
+            name = key("catalogs", owner)
+            values = client.hmget(name, [str(i) for i in ids])
+            now = self._clock()
+            for catalog_id, raw in zip(ids, values):
+                kept = self._value(catalog_id, raw, now)
+                if kept is STALE:
+                    stale.append(catalog_id)
+                if isinstance(kept, Catalog):
+                    found[catalog_id] = kept
+                elif kept is MISSING:
                     missing.append(catalog_id)
                 else:
                     todo.append(catalog_id)
-        metrics.cache("catalog", len(found) + len(missing), len(todo))
+            if stale:
+                client.hdel(name, *[str(i) for i in stale])
         return found, missing, todo
 
-    def _catalog(self, catalog_id: int,
-                 raw: bytes | str | None) -> Catalog | None:
-        """Read a stored catalog with the checks a SpyCloud answer gets:
-        a value that does not parse, or is another catalog's, is a miss."""
+    def _value(self, catalog_id: int, raw: bytes | str | None,
+               now: float) -> Catalog | object | None:
+        """Read one stored value with the checks a SpyCloud answer gets:
+        a catalog, `MISSING`, `STALE` (past its life) or None (none, or
+        one that does not fit: a miss, counted)."""
         if raw is None:
             return None
         try:
-            catalog = parse_catalog(loads(raw))
+            value = loads(raw)
+            stored = value.get("at") if isinstance(value, dict) else None
+            if not isinstance(stored, (int, float)) \
+                    or isinstance(stored, bool) or stored > now + 60:
+                raise ValueError("no usable time")
+            if value.get("missing") is True:
+                return MISSING if now - stored < self.missing_ttl else STALE
+            if now - stored >= self.ttl:
+                return STALE
+            catalog = parse_catalog(value.get("catalog"))
             if catalog.id != catalog_id:
                 raise ValueError("the catalog of another id")
             return catalog
-        except ValueError as error:
+        except (ValueError, KeyError, TypeError) as error:
             self.redis.bad_value("catalog", error)
             return None
 
     def _store(self, client: redis.Redis, owner: str,
                found: list[Catalog], missing: list[int]) -> None:
+        now = int(self._clock())
+        fields: dict[str, bytes] = {
+            str(c.id): orjson.dumps({"at": now,
+                                     "catalog": catalog_payload(c)})
+            for c in found}
+        fields.update({str(i): orjson.dumps({"at": now, "missing": True})
+                       for i in missing})
+        name = key("catalogs", owner)
         with client.pipeline(transaction=False) as pipe:
-            for catalog in found:
-                pipe.set(key("catalog", owner, catalog.id),
-                         orjson.dumps(catalog_payload(catalog)), ex=self.ttl)
-            for catalog_id in missing:
-                pipe.set(key("missing", owner, catalog_id), MISSING,
-                         ex=self.missing_ttl)
+            pipe.hset(name, mapping=fields)  # type: ignore[arg-type]
+            pipe.expire(name, self.ttl)
             pipe.execute()

@@ -36,7 +36,7 @@ from .lookup import Lookup
 from .records_cache import RecordsCache
 from .services import Services
 from .settings import Settings
-from .shared import Redis
+from .shared import Redis, Tls
 from .spycloud import SpyCloud
 from .transport import Transport
 
@@ -92,7 +92,10 @@ def _shared_state(settings: Settings) -> tuple[
     if not settings.redis_url:
         return local, own, None
     store = Redis(settings.redis_url, settings.redis_timeout,
-                  settings.redis_retry_interval)
+                  settings.redis_retry_interval,
+                  tls=Tls(settings.redis_ca_file, settings.redis_cert_file,
+                          settings.redis_key_file),
+                  sentinel_password=settings.redis_sentinel_password)
     return (
         SharedCatalogCache(store, local, settings.catalog_cache_ttl,
                            MISSING_TTL),

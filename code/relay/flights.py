@@ -17,7 +17,7 @@ from cryptography.exceptions import InvalidTag
 from . import metrics
 from .seal import Seal
 from .concurrency import retries
-from .shared import Redis, key
+from .shared import Redis, Script, key
 
 # An aggregate that met a SpyCloud failure serves the replicas waiting for
 # it (they look again within 0.1 s), then is dropped after this many
@@ -31,7 +31,7 @@ Value = dict[str, Any]  # what a shared flight computes: JSON
 # life (written by anything but this script), is stale. KEYS: value,
 # lock; ARGV: the caller's token, the lock's life in ms. {1, value} | {2}
 # (the caller holds the lock) | {0} (another holds it).
-READ_OR_LOCK = """
+READ_OR_LOCK = Script("""
 local value = redis.call('GET', KEYS[1])
 if value then return {1, value} end
 local left = redis.call('PTTL', KEYS[2])
@@ -42,12 +42,12 @@ if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {2}
 end
 return {0}
-"""
+""")
 
 # Publish a flight's value (unless ARGV[2] is empty) and release its lock,
 # only if the caller still owns it. KEYS: value, lock; ARGV: token, value,
 # its life in seconds.
-PUBLISH = """
+PUBLISH = Script("""
 if ARGV[2] ~= '' then
   redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
 end
@@ -55,7 +55,7 @@ if redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('DEL', KEYS[2])
 end
 return 1
-"""
+""")
 
 
 class SingleFlight:
@@ -120,8 +120,6 @@ class SharedFlight:
         self.redis = shared
         self.ttl = max(1, int(ttl))
         self.lock_ms = int(lock_ttl * 1000)
-        self._read_or_lock = shared.client.register_script(READ_OR_LOCK)
-        self._publish = shared.client.register_script(PUBLISH)
 
     def get(self, name: str, compute: Callable[[], Value], timeout: float,
             seal: Seal, keep: Callable[[Value], bool] = lambda _: True,
@@ -129,15 +127,16 @@ class SharedFlight:
         """Return the shared value of *name*, computing it at most once
         across replicas while Redis answers (else here, unshared). A value
         *keep* refuses (it met a failure) is shared for seconds only."""
-        value_key, lock_key = key("tiles", name), key("tiles-lock", name)
+        digest, _, period = name.partition(":")  # one customer's slot
+        value_key = key("tiles", digest, period)
+        lock_key = key("tiles-lock", digest, period)
         token = uuid.uuid4().hex
         # Another replica computes: its value is looked for again after
         # waits that grow, until the timeout.
         for _ in retries(timeout, first=0.02, longest=0.1):
             state = self.redis.run(
-                lambda r: self._read_or_lock(
-                    keys=[value_key, lock_key], args=[token, self.lock_ms],
-                    client=r),
+                lambda r: READ_OR_LOCK(r, [value_key, lock_key],
+                                       [token, self.lock_ms]),
                 lambda: [2])
             # Look-ups are counted once, by the process's own flight.
             if state[0] == 1:
@@ -159,9 +158,8 @@ class SharedFlight:
             life = self.ttl if keep(value) else FAILED_TTL
             return value
         finally:  # published, or the lock released for the next caller
-            self.redis.run(lambda r: self._publish(
-                keys=[value_key, lock_key], args=[token, sealed, life],
-                client=r), lambda: None)
+            self.redis.run(lambda r: PUBLISH(
+                r, [value_key, lock_key], [token, sealed, life]), lambda: None)
 
     def _open(self, seal: Seal, value_key: str, raw: bytes) -> Value | None:
         try:

@@ -15,26 +15,30 @@ import redis
 
 from . import metrics
 from .concurrency import retries
-from .shared import Redis, key
+from .shared import Redis, Script, key
 
-# Take a slot of a key's cap: drop expired leases (a crashed holder's),
-# then add ours if fewer than the cap are live. Only leases that end
-# within one lease time from now count: a score further off (written by
-# anything but this script) is stale, never a slot held for good.
-# KEYS[1] the key's slots; ARGV: cap, lease in ms, token. Redis' own
-# clock, the same for every replica.
-ACQUIRE = """
-local now = redis.call('TIME')
-local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+# Take a slot of a key's cap if fewer than the cap of leases are live:
+# only leases that end within one lease time (and the clocks' skew) of now
+# count, so a crashed holder's expires, and a score further off (written
+# by anything but this script) is stale, never a slot held for good. A
+# full cap drops the leases that have ended. KEYS[1] the key's slots;
+# ARGV: cap, lease in ms, token, now in ms (the caller's clock: replicas
+# keep theirs within `SKEW_MS` of each other), the skew in ms. Four
+# commands a slot, the release's ZREM a fifth (Redis's TIME would be a
+# sixth, on every call).
+SKEW_MS = 5000
+ACQUIRE = Script("""
+local now = tonumber(ARGV[4])
 local lease = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms)
-if redis.call('ZCOUNT', KEYS[1], '(' .. ms, ms + lease) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], ms + lease, ARGV[3])
+if redis.call('ZCOUNT', KEYS[1], '(' .. now, now + lease + tonumber(ARGV[5]))
+    < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now + lease, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], lease)
   return 1
 end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return 0
-"""
+""")
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,6 @@ class SharedKeyLimits:
         self.local = local
         self.cap = local.cap
         self.lease_ms = int(lease * 1000)
-        self._acquire = shared.client.register_script(ACQUIRE)
 
     def acquire(self, digest: str, timeout: float) -> Slot | None:
         """Take a slot for *digest*, waiting at most *timeout* seconds: a
@@ -147,7 +150,7 @@ class SharedKeyLimits:
     def _take(self, digest: str, token: str
               ) -> Callable[[redis.Redis], bool]:
         def take(client: redis.Redis) -> bool:
-            return bool(self._acquire(keys=[key("slots", digest)],
-                                      args=[self.cap, self.lease_ms, token],
-                                      client=client))
+            return bool(ACQUIRE(client, [key("slots", digest)], [
+                self.cap, self.lease_ms, token, int(time.time() * 1000),
+                SKEW_MS]))
         return take

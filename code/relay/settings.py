@@ -141,12 +141,11 @@ def address(text: str) -> str:
 
 
 def redis_url(text: str) -> str | None:
+    from .redis_url import target
+
     if not text:
         return None
-    parts = urlsplit(text)
-    if parts.scheme not in ("redis", "rediss", "unix") or not (
-            parts.netloc or parts.path):
-        raise ValueError("a redis://, rediss:// or unix:// URL")
+    target(text)  # ValueError names the forms allowed
     return text
 
 
@@ -155,6 +154,14 @@ def ca_file(text: str) -> str | None:
         return None
     if not os.path.isfile(text):
         raise ValueError("the path of a readable PEM file of CA certificates")
+    return text
+
+
+def pem_file(text: str) -> str | None:
+    if not text:
+        return None
+    if not os.path.isfile(text):
+        raise ValueError("the path of a readable PEM file")
     return text
 
 
@@ -323,9 +330,27 @@ class Settings:
 
     redis_url: str | None = var(
         "REDIS_URL", None, redis_url,
-        "a Redis shared by every worker and replica, e.g."
-        " `redis://redis:6379/0`: catalog cache, tile figures and the per-key"
-        " cap (never records); unset: each process keeps its own")
+        "a Redis shared by every worker and replica: catalog cache, tile"
+        " figures and the per-key cap (never records); `redis://host:6379/0`,"
+        " `rediss://` (TLS), `unix:///path`,"
+        " `redis+sentinel://host:26379,host:26379/<master>[/db]`,"
+        " `redis+cluster://host:6379,host:6379` (`rediss+` for TLS);"
+        " `user:password@` before the hosts; unset: each process keeps its"
+        " own")
+    redis_ca_file: str | None = var(
+        "REDIS_CA_FILE", None, ca_file,
+        "a PEM file of the CAs a `rediss` server's certificate is checked"
+        " against (a private CA); unset: the system's")
+    redis_cert_file: str | None = var(
+        "REDIS_CERT_FILE", None, pem_file,
+        "a client certificate (PEM) for mutual TLS with Redis")
+    redis_key_file: str | None = var(
+        "REDIS_KEY_FILE", None, pem_file,
+        "the key of `REDIS_CERT_FILE` (PEM)")
+    redis_sentinel_password: str | None = var(
+        "REDIS_SENTINEL_PASSWORD", None, optional,
+        "the sentinels' own password (unset: the URL's credentials serve"
+        " the sentinels too)")
     redis_timeout: float = var(
         "REDIS_TIMEOUT", 0.25, seconds,
         "seconds one Redis operation may take before the process uses its"
@@ -351,8 +376,8 @@ class Settings:
                 values[spec.name] = spec.metadata["read"](raw.strip())
             except ValueError as exc:
                 raise SettingsError(
-                    f"{name}={raw!r} cannot be used: expected {exc}"
-                ) from None
+                    f"{name}={_safe(name, raw)!r} cannot be used: expected"
+                    f" {exc}") from None
         return cls(**values)
 
     def describe(self) -> dict[str, object]:
@@ -364,14 +389,24 @@ class Settings:
             value = getattr(self, spec.name)
             if isinstance(value, frozenset):
                 value = ",".join(sorted(value))
-            shown[spec.metadata["env"]] = _hide_password(_shown(value))
+            name = spec.metadata["env"]
+            shown[name] = _safe(name, _shown(value)) if value is not None \
+                else _shown(value)
         return shown
 
 
+def _safe(name: str, text: str) -> str:
+    """A setting's text as a log line may show it: a password never."""
+    return "***" if name.endswith("PASSWORD") else _hide_password(text)
+
+
 def _hide_password(text: str) -> str:
-    parts = urlsplit(text)
-    if not parts.password:
-        return text
+    try:
+        parts = urlsplit(text)
+        if not parts.password:
+            return text
+    except ValueError:  # not a URL urllib can read: hide what may be one
+        return text if "@" not in text else "***"
     user = f"{parts.username}:" if parts.username else ":"
     return parts._replace(
         netloc=f"{user}***@{parts.netloc.rpartition('@')[2]}").geturl()

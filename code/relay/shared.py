@@ -1,6 +1,14 @@
 """The Redis that workers and replicas share (`REDIS_URL`): its client,
 and the fallback that makes Redis down or slow not an outage.
 
+`REDIS_URL` names one Redis (`redis://`, `rediss://`, `unix://`), a
+primary found through Sentinel (`redis+sentinel://` or
+`rediss+sentinel://host:port[,host:port...]/<master>[/db]`) or a Redis
+Cluster (`redis+cluster://` or `rediss+cluster://host:port[,...]`: the
+nodes are seeds). Every key carries a hash tag, the customer's digest in
+`{}`, so each script and pipeline touches one slot of a cluster, and
+customers spread over its nodes.
+
 Each operation has a short timeout; on a failure the relay uses its
 in-process caches and limits for `REDIS_RETRY_INTERVAL` seconds, says so
 once per interval, counts it, then tries Redis again. Every key carries
@@ -12,23 +20,93 @@ once, never an error. What is shared lives with its concern:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from . import metrics
+from .redis_url import Target, target
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 # The format version of every value: a release that changes what a value
 # holds changes it, so replicas of two releases never read each other's.
-PREFIX = "relay:v3:"
+PREFIX = "relay:v4:"
+
+
+@dataclass(frozen=True)
+class Tls:
+    """The CA and the client certificate of a `rediss` connection."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    def options(self) -> dict[str, Any]:
+        """redis-py's connection options for TLS (hostnames checked)."""
+        return {"ssl": True, "ssl_cert_reqs": "required",
+                "ssl_ca_certs": self.ca_file,
+                "ssl_certfile": self.cert_file, "ssl_keyfile": self.key_file,
+                "ssl_check_hostname": True}
+
+
+def connect(where: Target, timeout: float, tls: Tls | None = None,
+            sentinel_password: str | None = None) -> redis.Redis:
+    """Return a client of *where*; it connects when first used. No
+    retries of its own: a failure falls back at once."""
+    common: dict[str, Any] = {
+        "socket_timeout": timeout, "socket_connect_timeout": timeout}
+    secure = (tls or Tls()).options() if where.tls else {}
+    if where.kind == "single":
+        return redis.Redis.from_url(
+            where.url, retry=Retry(NoBackoff(), 0), **common,
+            **({k: v for k, v in secure.items() if k != "ssl"}))
+    if where.kind == "sentinel":
+        sentinels = Sentinel(  # type: ignore[no-untyped-call]
+            list(where.nodes), sentinel_kwargs={
+                **common, **secure, "username": where.username,
+                "password": sentinel_password or where.password},
+            **common)
+        client: redis.Redis = sentinels.master_for(  # type: ignore[no-untyped-call]
+            where.master or "", db=where.db, username=where.username,
+            password=where.password, retry=Retry(NoBackoff(), 0), **secure)
+        return client
+    cluster: Any = RedisCluster(
+        startup_nodes=[ClusterNode(host, port)  # type: ignore[no-untyped-call]
+                       for host, port in where.nodes],
+        username=where.username, password=where.password,
+        retry=Retry(NoBackoff(), 0), require_full_coverage=False,
+        **common, **secure)
+    # A cluster client speaks the commands the relay uses.
+    return cast(redis.Redis, cluster)
+
+
+class Script:
+    """A Lua script run by its digest (loaded on the node that needs it
+    when Redis does not know it yet): no client to register it with."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode(),  # noqa: S324 (Redis's id)
+                                usedforsecurity=False).hexdigest()
+
+    def __call__(self, client: redis.Redis, keys: Sequence[str],
+                 args: Sequence[Any]) -> Any:
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return client.eval(self.text, len(keys), *keys, *args)
 
 
 class Redis:
@@ -36,11 +114,12 @@ class Redis:
     interval, instead of failing the request."""
 
     def __init__(self, url: str, timeout: float, retry_interval: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        # No retries of its own: a failure falls back at once.
-        self.client = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0))
+                 clock: Callable[[], float] = time.monotonic,
+                 tls: Tls | None = None, sentinel_password: str | None = None,
+                 ) -> None:
+        self._target = target(url)
+        self._options = (timeout, tls, sentinel_password)
+        self._client: redis.Redis | None = None
         self._retry_interval = retry_interval
         self._clock = clock
         self._down_until = 0.0
@@ -62,10 +141,20 @@ class Redis:
             self.bad_value("reply", error)
             metrics.REDIS_FALLBACKS.inc()
             return fallback()
-        except (redis.RedisError, OSError) as error:
+        except (redis.RedisError, RedisClusterException, OSError) as error:
             self._down(error)
             metrics.REDIS_FALLBACKS.inc()
             return fallback()
+
+    @property
+    def client(self) -> redis.Redis:
+        """The client, made on first use (a cluster's asks its nodes for
+        the slots then; an unreachable one raises, and falls back)."""
+        if self._client is None:
+            timeout, tls, sentinel_password = self._options
+            self._client = connect(self._target, timeout, tls,
+                                   sentinel_password)
+        return self._client
 
     def bad_value(self, kind: str, error: Exception) -> None:
         """Count a value that does not decode or fit, or a command Redis
@@ -92,5 +181,7 @@ class Redis:
                                       "retry_in": self._retry_interval}})
 
 
-def key(kind: str, *parts: object) -> str:
-    return PREFIX + kind + ":" + ":".join(str(p) for p in parts)
+def key(kind: str, digest: str, *parts: object) -> str:
+    """The key of one customer's value: its hash tag is the customer's
+    digest, so one customer's keys share a cluster slot."""
+    return f"{PREFIX}{{{digest}}}:{kind}" + "".join(f":{p}" for p in parts)

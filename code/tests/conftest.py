@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import json
 import socket
 from collections.abc import Callable, Iterator
@@ -11,6 +13,10 @@ from typing import Any
 import pytest
 import responses
 import stamina
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from devtools.tokenkit import TokenKit
 from relay.factory import create_app
@@ -179,3 +185,45 @@ def clean_log(stack: Any) -> Iterator[None]:
     """After each end-to-end test, scan the relay's log for secrets."""
     yield
     assert_log_clean(stack)
+
+
+# --- TLS with a private CA, as behind a TLS-inspecting proxy ---------------
+
+def _name(text: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A private CA, and a certificate it signed for 127.0.0.1."""
+    folder = tmp_path_factory.mktemp("tls")
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(_name("Inspecting proxy CA"))
+          .issuer_name(_name("Inspecting proxy CA"))
+          .public_key(ca_key.public_key()).serial_number(1)
+          .not_valid_before(now - dt.timedelta(days=1))
+          .not_valid_after(now + dt.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None),
+                         critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    server = (x509.CertificateBuilder().subject_name(_name("127.0.0.1"))
+              .issuer_name(ca.subject).public_key(key.public_key())
+              .serial_number(2)
+              .not_valid_before(now - dt.timedelta(days=1))
+              .not_valid_after(now + dt.timedelta(days=1))
+              .add_extension(x509.SubjectAlternativeName([x509.IPAddress(
+                  ipaddress.ip_address("127.0.0.1"))]), critical=False)
+              .sign(ca_key, hashes.SHA256()))
+    paths = {name: folder / f"{name}.pem" for name in ("ca", "cert", "key")}
+    paths["ca"].write_bytes(_pem(ca))
+    paths["cert"].write_bytes(_pem(server))
+    paths["key"].write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return paths

@@ -132,7 +132,7 @@ def test_a_failure_is_not_remembered(
         # never the tiles' TTL ...
         import redis
         client = redis.Redis.from_url(redis_url)
-        names = list(client.scan_iter(match=shared.PREFIX + "tiles:*"))
+        names = list(client.scan_iter(match=shared.PREFIX + "*:tiles:*"))
         (name,) = names
         assert 0 < client.pttl(name) <= flights.FAILED_TTL * 1000
         client.delete(name)  # ... and that second has passed

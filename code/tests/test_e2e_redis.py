@@ -93,11 +93,18 @@ def test_redis_holds_no_identity_and_no_secret(replicas) -> None:
         assert "data" in post(relays[0], "/tiles/tile-data",
                               {"tile_id": tile_id, "period": "last_90_days"})
     client = redis.Redis.from_url(server.url)
-    stored = b" ".join(
-        key + b" " + (client.get(key) or b"") if client.type(key) == b"string"
-        else key + b" " + b" ".join(client.zrange(key, 0, -1))
-        for key in client.scan_iter())
-    assert shared.PREFIX.encode() + b"tiles:" in stored  # the figures are there, sealed
+
+    def value(key: bytes) -> bytes:
+        kind = client.type(key)
+        if kind == b"string":
+            return client.get(key) or b""
+        if kind == b"hash":
+            return b" ".join(b"%s %s" % item
+                             for item in client.hgetall(key).items())
+        return b" ".join(client.zrange(key, 0, -1))
+
+    stored = b" ".join(key + b" " + value(key) for key in client.scan_iter())
+    assert b":tiles:" in stored  # the figures are there, sealed
     secrets = {KEY, *asked.values()}
     today = dt.datetime.now(dt.timezone.utc).date().isoformat()
     for record in (*synthetic.watchlist(today),
@@ -128,20 +135,21 @@ def test_poisoned_values_cost_no_answer_and_no_outage(replicas) -> None:
     relays, server, logs = replicas
     observe(relays[0], "jane.doe@demo.test")  # her catalogs are shared now
     client = redis.Redis.from_url(server.url)
-    prefix = f"{shared.PREFIX}catalog:{key_digest(KEY)}:"
-    stored = list(client.scan_iter(match=prefix + "*"))
+    catalogs = shared.key("catalogs", key_digest(KEY))
+    stored = client.hkeys(catalogs)
     assert len(stored) >= 4
     for name in stored:  # another writer's values: a title of 123
-        client.set(name, b'{"id": 1, "title": 123}')
+        client.hset(catalogs, name, b'{"at": %d, "catalog": {"id": %s,'
+                    b' "title": 123}}' % (time.time(), name))
     # A key of the wrong type where the key's slots belong.
-    client.set(f"{shared.PREFIX}slots:{key_digest(KEY)}", b"a string")
+    client.set(shared.key("slots", key_digest(KEY)), b"a string")
     before = calls(relays[0], "breach/catalog")
     body = observe(relays[2], "jane.doe@demo.test")
     assert "errors" not in body
     assert {k: v["count"] for k, v in body["data"].items()} == {
         "sightings": 6, "indicators": 4, "relationships": 6}
     assert calls(relays[0], "breach/catalog") > before  # misses, refetched
-    client.delete(f"{shared.PREFIX}slots:{key_digest(KEY)}")
+    client.delete(shared.key("slots", key_digest(KEY)))
     text = "".join((logs / f"{n}.log").read_text() for n in range(3))
     assert "Redis unavailable" not in text and "Traceback" not in text
 
@@ -155,7 +163,7 @@ def sharing_again(relay: Stack, server: RedisServer, seed: int) -> None:
     deadline = time.monotonic() + 5
     for attempt in range(100):
         observe(relay, f"n2.b1.s{seed}{attempt:02d}.u0@bench.test")
-        if any(client.scan_iter(match=f"{shared.PREFIX}catalog:*")):
+        if any(client.scan_iter(match=f"{shared.PREFIX}*:catalogs")):
             client.flushdb()
             return
         assert time.monotonic() < deadline, "the relay never used Redis again"
@@ -165,10 +173,11 @@ def sharing_again(relay: Stack, server: RedisServer, seed: int) -> None:
 def test_answers_stay_whole_without_redis_and_it_rejoins(replicas) -> None:
     relays, server, logs = replicas
     server.stop()
-    for relay in relays:
-        body = observe(relay, "jane.doe@demo.test")
-        assert "errors" not in body
-        assert body["data"]["sightings"]["count"] == 6
+    for n, relay in enumerate(relays):
+        for attempt in range(2):  # each asks SpyCloud (a lease) twice
+            body = observe(relay, f"n6.b3.s97{n}.u{attempt}@bench.test")
+            assert "errors" not in body
+            assert body["data"]["sightings"]["count"] == 6
     warned = [(logs / f"{n}.log").read_text().count("Redis unavailable")
               for n in range(3)]
     assert warned == [1, 1, 1]  # once per interval, not per request

@@ -54,11 +54,9 @@ def test_the_cap_is_shared_and_a_lease_expires(store) -> None:
     assert second.acquire("other", 0)
     first.release(held)
     assert second.acquire("k", 0)
-    # Each lease ends one lease time (0.3 s) after it was taken, on Redis'
-    # clock.
-    slots = shared.PREFIX + "slots:k"
-    seconds, micro = store.client.time()
-    now_ms = seconds * 1000 + micro // 1000
+    # Each lease ends one lease time (0.3 s) after it was taken.
+    slots = shared.key("slots", "k")
+    now_ms = time.time() * 1000
     ends = [score for _, score in store.client.zrange(slots, 0, -1,
                                                       withscores=True)]
     assert len(ends) == 2 and all(0 < end - now_ms <= 300 for end in ends)
@@ -145,16 +143,16 @@ def test_a_value_that_met_a_failure_is_kept_seconds_only(store) -> None:
     failed = {**VALUE, "complete": False}
     assert flight.get("owner:day", lambda: failed, 5, SEAL,
                       keep=lambda v: v["complete"]) == failed
-    ttl = store.client.ttl(shared.PREFIX + "tiles:owner:day")
+    ttl = store.client.ttl(shared.key("tiles", "owner", "day"))
     assert 0 < ttl <= flights.FAILED_TTL
     assert flight.get("owner:week", lambda: VALUE, 5, SEAL,
                       keep=lambda v: v["complete"]) == VALUE
-    assert store.client.ttl(shared.PREFIX + "tiles:owner:week") > 800
+    assert store.client.ttl(shared.key("tiles", "owner", "week")) > 800
 
 
 def test_a_slow_leaders_publish_keeps_the_next_leaders_lock(store) -> None:
     slow, next_ = (flights.SharedFlight(store, 60, 0.1) for _ in range(2))
-    lock = shared.PREFIX + "tiles-lock:owner:day"
+    lock = shared.key("tiles-lock", "owner", "day")
     inside = []
 
     def slow_compute() -> dict:
@@ -173,7 +171,7 @@ def test_only_the_customer_can_read_the_figures(store) -> None:
     secret = {"tiles": {"most": [{"email": "jane.doe@corp.example"}]},
               "warnings": [], "complete": True}
     flight.get("owner:day", lambda: secret, 5, SEAL)
-    raw = store.client.get(shared.PREFIX + "tiles:owner:day")
+    raw = store.client.get(shared.key("tiles", "owner", "day"))
     assert b"jane.doe" not in raw and b"tiles" not in raw
     # Another key cannot open it: a miss, computed afresh.
     other = Seal("another-api-key")
@@ -185,8 +183,8 @@ def test_only_the_customer_can_read_the_figures(store) -> None:
 def test_an_unreadable_value_is_a_miss(store, caplog, raw) -> None:
     catalogs = SharedCatalogCache(store, CatalogCache(60, 10), 60, 60)
     flight = flights.SharedFlight(store, 60, 5)
-    store.client.set(shared.PREFIX + "catalog:owner:11", raw)
-    store.client.set(shared.PREFIX + "tiles:owner:day", raw)
+    store.client.hset(CATALOGS, "11", raw)
+    store.client.set(shared.key("tiles", "owner", "day"), raw)
     with caplog.at_level(logging.WARNING, logger="relay.shared"):
         assert catalogs.lookup("owner", [11]) == ({}, [], [11])
         assert catalogs.lookup("owner", [11]) == ({}, [], [11])
@@ -228,12 +226,21 @@ def test_redis_down_falls_back_and_warns_once(caplog) -> None:
     assert len(warned) == 1
     now[0] += 10  # the interval is over: Redis is tried (and warned) again
     with caplog.at_level(logging.WARNING, logger="relay.shared"):
-        catalogs.lookup("owner", [11])
+        catalogs.lookup("owner", [12])  # not known here: Redis is asked
     assert len([r for r in caplog.records
                 if r.getMessage().startswith("Redis unavailable")]) == 2
 
 
 # --- what another writer may leave in Redis: input, checked like SpyCloud's -
+
+CATALOGS = shared.key("catalogs", "owner")  # the owner's stored catalogs
+
+
+def stamped(raw: bytes) -> bytes:
+    """A stored catalog value around *raw* (SpyCloud's JSON), as if stored
+    just now."""
+    return b'{"at": %d, "catalog": %s}' % (time.time(), raw)
+
 
 def poisoned(**changes: object) -> bytes:
     return json.dumps({**load("catalog.json"), **changes}).encode()
@@ -247,16 +254,16 @@ def poisoned(**changes: object) -> bytes:
 def test_a_stored_catalog_that_does_not_parse_is_a_miss(store, raw) -> None:
     replicas = [SharedCatalogCache(store, CatalogCache(60, 10), 60, 60)
                 for _ in range(2)]
-    store.client.set(shared.PREFIX + "catalog:owner:11", raw)
+    store.client.hset(CATALOGS, "11", stamped(raw))
     for replica in replicas:
         assert replica.lookup("owner", [11]) == ({}, [], [11])
 
 
 def test_a_stored_catalog_gets_the_checks_of_an_answer(store) -> None:
     reader = SharedCatalogCache(store, CatalogCache(60, 10), 60, 60)
-    store.client.set(shared.PREFIX + "catalog:owner:11", poisoned(
+    store.client.hset(CATALOGS, "11", stamped(poisoned(
         confidence=[1], site="javascript:alert(1)", uuid="../../evil#x",
-        assets=["not", "a", "map"], combo_list_flag={"x": 1}))
+        assets=["not", "a", "map"], combo_list_flag={"x": 1})))
     found, _, _ = reader.lookup("owner", [11])
     catalog = found[11]
     assert (catalog.id, catalog.title) == (11, "Example Forum Breach")
@@ -274,12 +281,13 @@ def test_a_catalog_round_trips_through_the_shared_cache(store) -> None:
 
 def test_a_missing_mark_of_another_value_is_not_missing(store) -> None:
     reader = SharedCatalogCache(store, CatalogCache(60, 10), 60, 60)
-    store.client.set(shared.PREFIX + "missing:owner:11", b"yes, trust me")
+    store.client.hset(CATALOGS, "11", json.dumps(
+        {"at": time.time(), "missing": "yes, trust me"}))
     assert reader.lookup("owner", [11]) == ({}, [], [11])
 
 
 def test_leases_scored_beyond_their_life_hold_no_slot(store) -> None:
-    slots = shared.PREFIX + "slots:k"
+    slots = shared.key("slots", "k")
     store.client.zadd(slots, {f"forged-{n}": float("inf") for n in range(2)})
     store.client.zadd(slots, {"far-future": time.time() * 1000 + 10**9})
     replicas = [SharedKeyLimits(store, KeyLimits(2), lease=5)
@@ -289,8 +297,8 @@ def test_leases_scored_beyond_their_life_hold_no_slot(store) -> None:
 
 
 def test_a_lock_without_an_expiry_is_stale(store) -> None:
-    store.client.set(shared.PREFIX + "tiles-lock:owner:day", b"forever")
-    store.client.set(shared.PREFIX + "tiles-lock:owner:week", b"long",
+    store.client.set(shared.key("tiles-lock", "owner", "day"), b"forever")
+    store.client.set(shared.key("tiles-lock", "owner", "week"), b"long",
                      ex=10**6)
     flight = flights.SharedFlight(store, 60, 5)
     started = time.monotonic()
@@ -300,8 +308,8 @@ def test_a_lock_without_an_expiry_is_stale(store) -> None:
 
 
 def test_a_key_of_the_wrong_type_is_that_keys_miss_only(store, caplog) -> None:
-    store.client.set(shared.PREFIX + "slots:poisoned", b"a string")
-    store.client.rpush(shared.PREFIX + "tiles:poisoned:day", b"a list")
+    store.client.set(shared.key("slots", "poisoned"), b"a string")
+    store.client.rpush(shared.key("tiles", "poisoned", "day"), b"a list")
     replicas = [SharedKeyLimits(store, KeyLimits(1), lease=5)
                 for _ in range(2)]
     flight = flights.SharedFlight(store, 60, 5)
@@ -312,7 +320,7 @@ def test_a_key_of_the_wrong_type_is_that_keys_miss_only(store, caplog) -> None:
         assert store.up()
         assert replicas[0].acquire("healthy", 0)
         assert not replicas[1].acquire("healthy", 0)
-        assert store.client.zcard(shared.PREFIX + "slots:healthy") == 1
+        assert store.client.zcard(shared.key("slots", "healthy")) == 1
     messages = [r.getMessage() for r in caplog.records]
     assert not any(m.startswith("Redis unavailable") for m in messages)
     assert messages.count(

@@ -31,6 +31,7 @@ ROUTES = {
     "POST /tiles/tile-data": "one tile's data for a period",
     "POST /version": "shows the relay's version",
     "GET /watchdog": "answers the Health-Check header (liveness)",
+    "GET /ready": "says the process serves (readiness; calls no SpyCloud)",
 }
 
 
@@ -87,6 +88,14 @@ def watchdog() -> Response:
     if not value:
         raise HealthCheckError()
     return _answer(value)
+
+
+@bp.get("/ready")
+def ready() -> Response:
+    """Say this process serves requests, for an orchestrator's readiness
+    probe: it depends on nothing outside the process, so a SpyCloud or
+    Redis outage never takes every replica out of its load balancer."""
+    return _answer("ready")
 
 
 @bp.post("/health")

@@ -7,13 +7,14 @@ import json
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
 
 from devtools.stack import CODE, Stack, free_port
 
-from .helpers import observables, post
+from .helpers import observables, post, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -192,3 +193,65 @@ def test_metrics_agree_with_the_emulator(two_workers) -> None:
     port = two_workers.url.rsplit(":", 1)[1]
     assert requests.get(f"http://127.0.0.1:{port}/metrics",
                         timeout=5).status_code == 404  # never on the XDR port
+
+
+# --- the process's life under an orchestrator --------------------------------
+
+def test_sigterm_lets_the_answers_in_flight_finish_and_exits_0(
+        tmp_path) -> None:
+    import signal
+    from concurrent.futures import ThreadPoolExecutor
+
+    with (tmp_path / "relay.log").open("w") as log:
+        stack = Stack(log=log, env={"RECORDS_CACHE_TTL": "0"}).start()
+        try:
+            with ThreadPoolExecutor(10) as pool:  # ten 2-second answers
+                answers = [pool.submit(observe, stack, "fault-slow@demo.test")
+                           for _ in range(10)]
+                wait_until(lambda: stack.emulator.in_flight and sum(
+                    stack.emulator.in_flight.values()) == 10)
+                stack.process.send_signal(signal.SIGTERM)
+                bodies = [a.result() for a in answers]
+            assert all(b.status_code == 200 and "errors" not in b.json()
+                       for b in bodies)
+            assert stack.process.wait(30) == 0
+        finally:
+            stack.stop()
+
+
+def test_sighup_reloads_the_workers_without_dropping_a_request(
+        tmp_path) -> None:
+    import signal
+    import threading
+
+    with (tmp_path / "relay.log").open("w") as log, Stack(
+            log=log) as stack:
+        before = stack.worker_pids()
+        failures: list[object] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                try:
+                    answer = observe(stack, "jane.doe@demo.test")
+                    if answer.status_code != 200 or "errors" in answer.json():
+                        failures.append(answer.text)
+                except requests.RequestException as error:
+                    failures.append(error)
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(0.5)
+            stack.process.send_signal(signal.SIGHUP)
+            wait_until(lambda: stack.worker_pids() and set(
+                stack.worker_pids()).isdisjoint(before), timeout=20)
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        assert failures == []

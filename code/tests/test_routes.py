@@ -35,6 +35,11 @@ def test_index_answers_a_person(client) -> None:
     assert "README" in doc["docs"]
 
 
+def test_readiness_needs_nothing_outside_the_process(client, mocked) -> None:
+    assert client.get("/ready").json == {"data": "ready"}
+    assert len(mocked.calls) == 0
+
+
 def test_watchdog(client) -> None:
     assert client.get("/watchdog", headers={"Health-Check": "abc"}).json == {
         "data": "abc"

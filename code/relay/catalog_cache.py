@@ -20,7 +20,7 @@ from cachetools import TTLCache
 from . import metrics
 from .jsonio import loads
 from .records import Catalog, catalog_payload, parse_catalog
-from .shared import Redis, key
+from .shared import Redis, Renewals, key
 
 MISSING_TTL = 60.0
 MISSING = object()  # a stored mark: SpyCloud did not return this id
@@ -92,9 +92,9 @@ class SharedCatalogCache:
     digest's hash tag), each value stamped with the time it was stored
     and read back through the checks a SpyCloud answer gets, so a look-up
     of many ids is one `HMGET` and a batch SpyCloud answered is one `HSET`
-    and one `PEXPIRE`: the hash lives `CATALOG_CACHE_TTL` past its last
-    write, a value no longer than its own life (a catalog's, or a missing
-    id's), and values past it are dropped when met.
+    (its life renewed now and then, `Renewals`): a value is used no longer
+    than its own life (a catalog's, or a missing id's), values past it
+    are dropped when met, and the hash expires once nobody writes to it.
     """
 
     def __init__(self, shared: Redis, local: CatalogCache, ttl: float,
@@ -105,6 +105,7 @@ class SharedCatalogCache:
         self.ttl = max(1, int(ttl))
         self.missing_ttl = max(1, int(missing_ttl))
         self._clock = clock
+        self._renewals = Renewals(2 * self.ttl)
 
     def lookup(self, owner: str, ids: Iterable[int]
                ) -> tuple[dict[int, Catalog], list[int], list[int]]:
@@ -190,7 +191,10 @@ class SharedCatalogCache:
         fields.update({str(i): orjson.dumps({"at": now, "missing": True})
                        for i in missing})
         name = key("catalogs", owner)
+        if not self._renewals.due(name):
+            client.hset(name, mapping=fields)  # type: ignore[arg-type]
+            return
         with client.pipeline(transaction=False) as pipe:
             pipe.hset(name, mapping=fields)  # type: ignore[arg-type]
-            pipe.expire(name, self.ttl)
+            pipe.expire(name, 2 * self.ttl)
             pipe.execute()

@@ -15,7 +15,7 @@ import redis
 
 from . import metrics
 from .concurrency import retries
-from .shared import Redis, Script, key
+from .shared import Redis, Renewals, Script, key
 
 # Take a slot of a key's cap if fewer than the cap of leases are live:
 # only leases that end within one lease time (and the clocks' skew) of now
@@ -23,9 +23,10 @@ from .shared import Redis, Script, key
 # by anything but this script) is stale, never a slot held for good. A
 # full cap drops the leases that have ended. KEYS[1] the key's slots;
 # ARGV: cap, lease in ms, token, now in ms (the caller's clock: replicas
-# keep theirs within `SKEW_MS` of each other), the skew in ms. Four
-# commands a slot, the release's ZREM a fifth (Redis's TIME would be a
-# sixth, on every call).
+# keep theirs within `SKEW_MS` of each other), the skew in ms, and the
+# key's life in ms when the caller renews it (else 0). Two commands a
+# slot, the release's ZREM a third (Redis's TIME, or a PEXPIRE on every
+# call, would be more on every call).
 SKEW_MS = 5000
 ACQUIRE = Script("""
 local now = tonumber(ARGV[4])
@@ -33,7 +34,9 @@ local lease = tonumber(ARGV[2])
 if redis.call('ZCOUNT', KEYS[1], '(' .. now, now + lease + tonumber(ARGV[5]))
     < tonumber(ARGV[1]) then
   redis.call('ZADD', KEYS[1], now + lease, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], lease)
+  if ARGV[6] ~= '0' then
+    redis.call('PEXPIRE', KEYS[1], ARGV[6])
+  end
   return 1
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -116,6 +119,7 @@ class SharedKeyLimits:
         self.local = local
         self.cap = local.cap
         self.lease_ms = int(lease * 1000)
+        self._renewals = Renewals(2 * lease)
 
     def acquire(self, digest: str, timeout: float) -> Slot | None:
         """Take a slot for *digest*, waiting at most *timeout* seconds: a
@@ -150,7 +154,9 @@ class SharedKeyLimits:
     def _take(self, digest: str, token: str
               ) -> Callable[[redis.Redis], bool]:
         def take(client: redis.Redis) -> bool:
-            return bool(ACQUIRE(client, [key("slots", digest)], [
+            name = key("slots", digest)
+            life = 2 * self.lease_ms if self._renewals.due(name) else 0
+            return bool(ACQUIRE(client, [name], [
                 self.cap, self.lease_ms, token, int(time.time() * 1000),
-                SKEW_MS]))
+                SKEW_MS, life]))
         return take

@@ -92,6 +92,29 @@ def connect(where: Target, timeout: float, tls: Tls | None = None,
     return cast(redis.Redis, cluster)
 
 
+class Renewals:
+    """When this process renews a key's life: a key living two lease
+    times, renewed by every process at least every half lease time while
+    it writes, outlives every lease or value written to it (each writer
+    renewed it at most half a lease before, for two)."""
+
+    def __init__(self, life: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.life = life
+        self._clock = clock
+        self._last: dict[str, float] = {}
+
+    def due(self, name: str) -> bool:
+        """Say whether *name*'s life is to be renewed now (and note it)."""
+        now = self._clock()
+        if now - self._last.get(name, -self.life) < self.life / 4:
+            return False
+        if len(self._last) > 100_000:  # idle names are forgotten
+            self._last.clear()
+        self._last[name] = now
+        return True
+
+
 class Script:
     """A Lua script run by its digest (loaded on the node that needs it
     when Redis does not know it yet): no client to register it with."""

@@ -25,6 +25,7 @@ import json
 import math
 import socket
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +37,7 @@ import requests
 
 from relay.settings import Settings
 
-from .redis_server import RedisServer
+from .redis_server import RedisCluster, RedisServer
 from .stack import Stack
 
 ORIGINAL_SPACING = 0.25  # seconds the original relay kept between calls
@@ -295,12 +296,17 @@ def dashboard(stack: Stack, repeat: int) -> tuple[Row, Row]:
                 int(statistics.median(warm_calls)), bench.peak_mb()))
 
 
-def replicas(latency_ms: float, repeat: int) -> list[Row]:
+def replicas(latency_ms: float, repeat: int, cluster: bool = False
+             ) -> tuple[list[Row], list[str]]:
     """Cold, warm and batch against three relays sharing a Redis (shipped
-    defaults but REDIS_URL): the warm email and the batch go to other
-    replicas than the one that met the breaches first."""
+    defaults but REDIS_URL), standalone or a three-primary cluster: the
+    warm email and the batch go to other replicas than the one that met
+    the breaches first. Standalone, also what one SpyCloud call costs
+    Redis, cold and hot."""
     rows = []
-    with RedisServer() as server:
+    costs: list[str] = []
+    kind = "Redis Cluster" if cluster else "Redis"
+    with (RedisCluster() if cluster else RedisServer()) as server:
         env = {"REDIS_URL": server.url}
         first = Stack(latency_ms=latency_ms, emulator_process=True,
                       env=env).start()
@@ -323,14 +329,35 @@ def replicas(latency_ms: float, repeat: int) -> list[Row]:
                     elapsed, made = bench.timed(values)
                     times.append(elapsed)
                     calls.append(made)
-                rows.append(Row(f"{name}, 3 replicas + Redis", trips,
+                rows.append(Row(f"{name}, 3 replicas + {kind}", trips,
                                 statistics.median(times),
                                 int(statistics.median(calls)),
                                 benches[0].peak_mb()))
+            if isinstance(server, RedisServer):
+                costs = redis_costs(server, benches[0])
         finally:
             for stack in reversed(stacks):
                 stack.stop()
-    return rows
+    return rows, costs
+
+
+def redis_costs(server: RedisServer, bench: Bench) -> list[str]:
+    """Redis commands per SpyCloud call of a 10-email batch: cold (20 new
+    breaches), then hot (the same breaches, other emails)."""
+    lines = []
+    for label, group, users in (("cold", 990, range(2, 12)),
+                                ("hot", 990, range(20, 30))):
+        values = [f"n20.b2.s{group}{u}.u{u}@bench.test" if label == "cold"
+                  else f"n20.b2.s{group}{u - 18}.u{u}@bench.test"
+                  for u in users]
+        made: list[int] = []
+        sent, executed = server.commands(
+            lambda values=values, made=made: made.append(
+                bench.timed(values)[1]))
+        lines.append(f"Redis commands per SpyCloud call, {label}:"
+                     f" {sent / made[0]:.2f} sent, {executed / made[0]:.2f}"
+                     f" executed ({made[0]} calls)")
+    return lines
 
 
 def memory(bench: Bench) -> tuple[float, float]:
@@ -431,6 +458,11 @@ def report(rows: Sequence[Row], latency: float,
                f" | {row.peak_mb:.0f} {original}")
 
 
+def say(what: str) -> None:
+    """One line on stderr as each part of the bench starts."""
+    print(f"bench: {what}...", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="make bench")
     parser.add_argument("--latency-ms", type=float, default=50)
@@ -449,24 +481,34 @@ def main(argv: Sequence[str] | None = None) -> None:
         for each in (bench, other):
             each.session.post(stack.url + "/health", timeout=10, headers={
                 "Authorization": f"Bearer {each.token}"})
+        say("memory: 20 emails of 9,000 records")
         grown = memory(bench)
-        rows = [
-            scenario(bench, name, trips, args.repeat, not args.no_original)
-            for name, trips in (("cold", 2), ("warm", 1), ("batch", 1),
-                                ("big", 4), ("hundred", math.ceil(100 / CAP) + 1))
-        ]
+        rows = []
+        for name, trips in (("cold", 2), ("warm", 1), ("batch", 1),
+                            ("big", 4), ("hundred", math.ceil(100 / CAP) + 1)):
+            say(f"scenario {name}")
+            rows.append(scenario(bench, name, trips, args.repeat,
+                                 not args.no_original))
+        say("two customers, slow clients, hanging requests")
         alone, loaded = two_customers(bench, other, args.repeat)
         slow = slow_clients(other, args.repeat)
         hung = hanging(bench, other, args.repeat)
+        say("memory: 100 emails of 1,000 records")
         big = hundred_by_thousand(stack)
+        say("dashboard")
         rows.extend(dashboard(stack, args.repeat))
+        say("load")
         figures = load(bench, args.load_requests, args.load_clients)
         single = bare(bench, 1, args.repeat)
         tenfold = bare(bench, 10, args.repeat)
         fetches = stack.jwks.fetches
         workers = len(stack.worker_pids())
+    costs: list[str] = []
     if not args.no_redis:
-        rows.extend(replicas(args.latency_ms, args.repeat))
+        say("three replicas sharing Redis, then Redis Cluster")
+        standalone, costs = replicas(args.latency_ms, args.repeat)
+        rows.extend(standalone)
+        rows.extend(replicas(args.latency_ms, args.repeat, cluster=True)[0])
     print(f"relay: shipped defaults ({workers} gunicorn worker, per-key cap"
           f" {CAP}), median of {args.repeat} runs")
     print(f"direct calls to the emulator, no relay: 1 call {single:.3f} s,"
@@ -488,6 +530,8 @@ def main(argv: Sequence[str] | None = None) -> None:
           f" p50 {figures['p50'] * 1000:.0f} ms,"
           f" p99 {figures['p99'] * 1000:.0f} ms, errors {figures['errors']}")
     print(f"JWKS fetches over the whole run: {fetches}")
+    for line in costs:
+        print(line)
 
 
 if __name__ == "__main__":

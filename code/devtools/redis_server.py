@@ -12,7 +12,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -76,6 +78,42 @@ class RedisServer:
         if self._user:
             options.update(username=self._user[0], password=self._user[1])
         return redis.Redis(host="127.0.0.1", port=self.port, **options)
+
+    def commands(self, run: Callable[[], object]) -> tuple[int, int]:
+        """Run *run*; return how many commands this server was sent
+        (MONITOR: a script's own commands not counted) and how many it
+        executed (INFO commandstats: a script's own counted)."""
+        admin = self.client()
+
+        def executed() -> int:
+            stats = admin.info("commandstats")
+            return sum(v["calls"] for k, v in stats.items()
+                       if k not in ("cmdstat_info", "cmdstat_monitor",
+                                    "cmdstat_echo"))
+
+        sent: list[str] = []
+        listening = threading.Event()
+
+        def monitor() -> None:
+            with self.client().monitor() as watching:
+                listening.set()
+                for event in watching.listen():
+                    if "STOP-MONITOR" in event["command"]:
+                        return
+                    if event.get("client_type") != "lua" and not event[
+                            "command"].startswith(("INFO", "ECHO")):
+                        sent.append(event["command"])
+
+        watcher = threading.Thread(target=monitor, daemon=True)
+        watcher.start()
+        listening.wait(5)
+        time.sleep(0.1)  # MONITOR is in place
+        before = executed()
+        run()
+        after = executed()
+        admin.echo("STOP-MONITOR")
+        watcher.join(5)
+        return len(sent), after - before
 
     def start(self) -> RedisServer:
         self._process = subprocess.Popen(  # noqa: S603 (fixed argv)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 import responses
 
 from devtools.redis_server import RedisCluster, RedisSentinel, RedisServer
@@ -255,42 +256,6 @@ def plain() -> Iterator[RedisServer]:
         yield server
 
 
-def commands(server: RedisServer, run: Any) -> tuple[int, int]:
-    """Run *run*; return the commands Redis was sent (MONITOR, a script's
-    own commands not counted) and those it executed (INFO commandstats,
-    a script's own counted)."""
-    admin = server.client()
-
-    def executed() -> int:
-        stats = admin.info("commandstats")
-        return sum(v["calls"] for k, v in stats.items()
-                   if k not in ("cmdstat_info", "cmdstat_monitor"))
-
-    sent: list[str] = []
-    started = threading.Event()
-
-    def monitor() -> None:
-        with server.client().monitor() as watching:
-            started.set()
-            for event in watching.listen():
-                if "STOP-MONITOR" in event["command"]:
-                    return
-                if event.get("client_type") != "lua":
-                    sent.append(event["command"])
-
-    watcher = threading.Thread(target=monitor)
-    watcher.start()
-    started.wait(5)
-    time.sleep(0.1)
-    before = executed()
-    run()
-    after = executed()
-    admin.echo("STOP-MONITOR")
-    watcher.join(5)
-    return len([c for c in sent if not c.startswith(("INFO", "ECHO"))]), \
-        after - before - 1  # the ECHO
-
-
 def test_redis_commands_per_spycloud_call(settings, mocked, auth,
                                           plain) -> None:
     calls = answer_spycloud(mocked)
@@ -302,13 +267,13 @@ def test_redis_commands_per_spycloud_call(settings, mocked, auth,
 
     observe(app, auth, *range(200, 210))  # connections made, scripts loaded
     before, catalog_calls = spycloud_calls(), len(calls)
-    cold_sent, cold_executed = commands(
-        plain, lambda: observe(app, auth, *range(10, 20)))
+    cold_sent, cold_executed = plain.commands(
+        lambda: observe(app, auth, *range(10, 20)))
     cold = spycloud_calls() - before
     # Ten records calls, and catalog calls for the 20 new breaches.
     assert cold == 10 + len(calls) - catalog_calls > 10
     before = spycloud_calls()
-    hot_sent, _ = commands(plain, lambda: observe(app, auth, *range(110, 120)))
+    hot_sent, _ = plain.commands(lambda: observe(app, auth, *range(110, 120)))
     hot = spycloud_calls() - before
     assert hot == 10  # the same breaches: records only
     # Measured: cold 3.05 sent and 4.95 executed per call (a lease and its
@@ -332,3 +297,20 @@ def test_a_key_is_renewed_at_least_every_quarter_of_its_life() -> None:
     assert not renewals.due("k") and renewals.due("other")
     now[0] += 0.2
     assert renewals.due("k")
+
+
+def test_a_full_redis_under_noeviction_is_a_fallback(
+        settings, mocked, auth, caplog) -> None:
+    calls = answer_spycloud(mocked)
+    with RedisServer(extra=("--maxmemory", "2mb", "--maxmemory-policy",
+                            "noeviction")) as full:
+        admin = full.client()
+        with pytest.raises(redis.ResponseError):  # fill it to the brim
+            for n in range(10_000):
+                admin.set(f"ballast:{n}", b"x" * 10_000)
+        (app,) = replicas(settings, full.url)[:1]
+        with caplog.at_level(logging.WARNING, logger="relay.shared"):
+            body = observe(app, auth, 8)
+        assert "errors" not in body
+        assert body["data"]["indicators"]["count"] == 2 and calls
+        assert unavailable(caplog) == []  # Redis stays in use for the rest

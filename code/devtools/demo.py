@@ -45,11 +45,14 @@ def token(argv: Sequence[str]) -> None:
                          " running: start `make demo` first.")
     claims = {"key": where["key"], "jwks_host": where["jwks_host"],
               "aud": where["audience"]}
-    claims.update(claim(text) for text in argv)
+    try:
+        claims.update(claim(text) for text in argv)
+    except argparse.ArgumentTypeError as error:
+        raise SystemExit(f"make token: {error} (e.g. CLAIMS='MIN_SEVERITY=20"
+                         " MASK_PASSWORDS=true')") from None
     kit = TokenKit.load_or_create(STATE / "kit.pem")
+    # Only the token on stdout: `$(make -s token)` is pasted into curls.
     print(kit.mint(claims, lifetime=LIFETIME))
-    print(f"(for the demo at {where['url']}, valid for {LIFETIME // 60}"
-          " minutes)", file=sys.stderr)
 
 
 def answers(url: str) -> bool:

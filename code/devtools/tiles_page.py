@@ -21,6 +21,8 @@ from pathlib import Path
 
 import requests
 
+from relay import tiles
+
 from .stack import CODE, Stack
 
 OUT = CODE / ".demo"
@@ -247,7 +249,9 @@ def screenshot(path: Path, png: Path, tall: int) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="make tiles")
-    parser.add_argument("--period", default="last_30_days")
+    parser.add_argument("--period", default="last_30_days",
+                        choices=list(tiles.PERIODS),
+                        help="the tiles' period (default: last_30_days)")
     args = parser.parse_args(argv)
     OUT.mkdir(exist_ok=True)
     with Stack() as stack:

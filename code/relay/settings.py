@@ -50,10 +50,19 @@ def portal(text: str) -> str:
 
 
 def hosts(text: str) -> frozenset[str]:
+    allowed = "at least one host (host or host:port, not a URL), comma-separated"
     found = frozenset(h.strip().lower() for h in text.split(",") if h.strip())
-    if not found:
-        raise ValueError("at least one host (host or host:port), comma-separated")
+    if not found or any("/" in h or "@" in h or " " in h for h in found):
+        raise ValueError(allowed)
     return found
+
+
+def audience(text: str) -> str | None:
+    """The URL registered in XDR, as tokens carry it: without a trailing
+    slash (XDR's audience has none)."""
+    if not text:
+        return None
+    return url(text).rstrip("/")
 
 
 def template(text: str) -> str:
@@ -135,8 +144,10 @@ ADDRESS = re.compile(r"(?:\[[0-9a-fA-F:.]+\]|[\w.-]+):(\d{1,5})")
 
 def address(text: str) -> str:
     match = ADDRESS.fullmatch(text)
-    if not match or not 0 < int(match.group(1)) < 65536:
+    if not match:
         raise ValueError("HOST:PORT, e.g. 0.0.0.0:9090")
+    if not 0 < int(match.group(1)) < 65536:
+        raise ValueError("HOST:PORT with a port from 1 to 65535")
     return text
 
 
@@ -205,8 +216,10 @@ class Settings:
         "JWKS_URL_TEMPLATE", "https://{jwks_host}/.well-known/jwks", template,
         "where signing keys are fetched")
     jwt_audience: str | None = var(
-        "JWT_AUDIENCE", None, optional,
-        "pins the expected `aud` claim (unset: the request's root URL)")
+        "JWT_AUDIENCE", None, audience,
+        "pins the expected `aud` claim: the relay's URL as registered in XDR"
+        " (`https://...`; a trailing slash is dropped); unset: the"
+        " request's root URL")
     trust_proxy_headers: bool = var(
         "TRUST_PROXY_HEADERS", False, boolean,
         "honour `X-Forwarded-Proto`/`-Host` when computing the audience"
@@ -378,7 +391,13 @@ class Settings:
                 raise SettingsError(
                     f"{name}={_safe(name, raw)!r} cannot be used: expected"
                     f" {exc}") from None
-        return cls(**values)
+        settings = cls(**values)
+        if settings.metrics_bind and _port(settings.metrics_bind) \
+                == _port(settings.bind):
+            raise SettingsError(
+                f"METRICS_BIND={settings.metrics_bind!r} cannot be used:"
+                f" expected another port than BIND's ({settings.bind})")
+        return settings
 
     def describe(self) -> dict[str, object]:
         """Return every setting by variable name, for the start-up line.
@@ -393,6 +412,10 @@ class Settings:
             shown[name] = _safe(name, _shown(value)) if value is not None \
                 else _shown(value)
         return shown
+
+
+def _port(bind: str) -> int:
+    return int(bind.rpartition(":")[2])
 
 
 def _safe(name: str, text: str) -> str:

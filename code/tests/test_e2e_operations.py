@@ -36,18 +36,24 @@ KEY = "ops-Key-31b7c0-not-for-logs"
     ("METRICS_BIND", "localhost"),
     ("JWKS_URL_TEMPLATE", "https://fixed.example/jwks"),
     ("RECORDS_CACHE_TTL", "-1"),
+    ("METRICS_BIND", "127.0.0.1:{port}"),  # BIND's own port
+    ("REDIS_URL", "redis+sentinel://:hunter2@10.0.0.1:26379"),
+    ("ALLOWED_JWKS_HOSTS", "https://visibility.amp.cisco.com"),
 ])
 def test_bad_setting_stops_the_master(name, value) -> None:
-    env = {"PATH": "/usr/bin:/bin", "BIND": f"127.0.0.1:{free_port()}",
+    port = free_port()
+    value = value.format(port=port)
+    env = {"PATH": "/usr/bin:/bin", "BIND": f"127.0.0.1:{port}",
            name: value}
     done = subprocess.run(  # noqa: S603 (fixed argv)
         [sys.executable, "serve.py"], cwd=CODE, env=env,
         capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     lines = (done.stdout + done.stderr).strip().splitlines()
-    assert lines == [f"relay: cannot start: {name}={value!r} cannot be used:"
+    shown = value.replace("hunter2", "***")  # a password never
+    assert lines == [f"relay: cannot start: {name}={shown!r} cannot be used:"
                      f" expected {lines[0].split(' expected ', 1)[1]}"]
-    assert "Traceback" not in done.stderr
+    assert "Traceback" not in done.stderr and "hunter2" not in lines[0]
 
 
 def test_a_busy_port_is_refused_in_one_line() -> None:

@@ -37,6 +37,8 @@ def test_values() -> None:
     assert settings.spycloud_api_url == "http://127.0.0.1:9/api/"
     assert settings.allowed_jwks_hosts == {"a.example:8080", "b.example"}
     assert settings.jwt_audience == "https://relay.example"
+    assert Settings.from_env({"JWT_AUDIENCE": "https://relay.example/"}
+                             ).jwt_audience == "https://relay.example"
     assert settings.trust_proxy_headers is True
     assert settings.max_concurrency == 3
     assert settings.request_budget == 2.5
@@ -78,7 +80,8 @@ def test_every_setting_has_a_variable_and_a_description() -> None:
 
 @pytest.mark.parametrize(("env", "line"), [
     ({"ALLOWED_JWKS_HOSTS": ""}, "ALLOWED_JWKS_HOSTS='' cannot be used:"
-     " expected at least one host (host or host:port), comma-separated"),
+     " expected at least one host (host or host:port, not a URL),"
+     " comma-separated"),
     ({"TRUST_PROXY_HEADERS": "maybe"}, "TRUST_PROXY_HEADERS='maybe' cannot"
      " be used: expected true or false (also yes/no, on/off, 1/0)"),
     ({"SPYCLOUD_API_URL": "notaurl"}, "SPYCLOUD_API_URL='notaurl' cannot be"
@@ -105,7 +108,18 @@ def test_every_setting_has_a_variable_and_a_description() -> None:
     ({"LOG_FORMAT": "xml"}, "LOG_FORMAT='xml' cannot be used: expected one"
      " of text, json"),
     ({"BIND": "0.0.0.0:99999"}, "BIND='0.0.0.0:99999' cannot be used:"
+     " expected HOST:PORT with a port from 1 to 65535"),
+    ({"BIND": "9090"}, "BIND='9090' cannot be used:"
      " expected HOST:PORT, e.g. 0.0.0.0:9090"),
+    ({"METRICS_BIND": "0.0.0.0:9090"}, "METRICS_BIND='0.0.0.0:9090' cannot"
+     " be used: expected another port than BIND's (0.0.0.0:9090)"),
+    ({"ALLOWED_JWKS_HOSTS": "https://visibility.amp.cisco.com"},
+     "ALLOWED_JWKS_HOSTS='https://visibility.amp.cisco.com' cannot be used:"
+     " expected at least one host (host or host:port, not a URL),"
+     " comma-separated"),
+    ({"JWT_AUDIENCE": "relay.example.com"}, "JWT_AUDIENCE="
+     "'relay.example.com' cannot be used: expected an http:// or https://"
+     " URL"),
     ({"METRICS_BIND": ":9100"}, "METRICS_BIND=':9100' cannot be used:"
      " expected HOST:PORT, e.g. 0.0.0.0:9090"),
     ({"RECORDS_CACHE_TTL": "-5"}, "RECORDS_CACHE_TTL='-5' cannot be used:"

@@ -13,12 +13,11 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-import orjson
 import redis
 from cachetools import TTLCache
 
 from . import metrics
-from .jsonio import loads
+from .jsonio import dumps, loads
 from .records import Catalog, catalog_payload, parse_catalog
 from .shared import Redis, Renewals, key
 
@@ -185,10 +184,9 @@ class SharedCatalogCache:
                found: list[Catalog], missing: list[int]) -> None:
         now = int(self._clock())
         fields: dict[str, bytes] = {
-            str(c.id): orjson.dumps({"at": now,
-                                     "catalog": catalog_payload(c)})
+            str(c.id): dumps({"at": now, "catalog": catalog_payload(c)})
             for c in found}
-        fields.update({str(i): orjson.dumps({"at": now, "missing": True})
+        fields.update({str(i): dumps({"at": now, "missing": True})
                        for i in missing})
         name = key("catalogs", owner)
         if not self._renewals.due(name):

@@ -20,6 +20,11 @@ def loads(data: bytes | str) -> Any:
     return orjson.loads(data)
 
 
+def dumps(value: Any) -> bytes:
+    """Write *value* as JSON bytes."""
+    return orjson.dumps(value)
+
+
 class OrjsonProvider(JSONProvider):
     """Flask's JSON provider on orjson, keeping the order of keys."""
 

@@ -21,7 +21,7 @@ from relay import ctim
 from relay.factory import create_app
 
 from .conftest import API, API_KEY
-from .helpers import page
+from .helpers import page, wait_until
 
 EMAIL = "jane@example.com"
 RECORDS = API + "breach/data/emails/"
@@ -525,21 +525,28 @@ def test_calls_in_flight_never_exceed_the_per_key_cap(
     assert seen["peak"] == 3
 
 
-def test_a_requests_observables_take_turns_with_its_keys_other_requests(
-        settings, mocked, auth) -> None:
-    app = create_app(dataclasses.replace(settings, max_concurrency=2))
+def served_in_order(mocked, body_of: Callable[[Any], dict]) -> list[str]:
+    """Answer every SpyCloud call after 50 ms with *body_of*(request);
+    return the last path segments of the calls, in the order served."""
     served: list[str] = []
 
     def answer(request):
         served.append(request.path_url.rsplit("/", 1)[1])
         time.sleep(0.05)
-        return 200, {}, json.dumps(page([]))
+        return 200, {}, json.dumps(body_of(request))
 
-    mocked.add_callback(responses.GET, re.compile(RECORDS + ".*"), answer)
+    mocked.add_callback(responses.GET, re.compile(API + ".*"), answer)
+    return served
+
+
+def test_a_requests_observables_take_turns_with_its_keys_other_requests(
+        settings, mocked, auth) -> None:
+    app = create_app(dataclasses.replace(settings, max_concurrency=2))
+    served = served_in_order(mocked, lambda request: page([]))
     with ThreadPoolExecutor(2) as pool:
         big = pool.submit(observe, app.test_client(), auth,
                           *[f"a{n}@example.com" for n in range(10)])
-        time.sleep(0.02)  # the big request has its first two calls out
+        wait_until(lambda: len(served) >= 2)  # its first two calls are out
         small = pool.submit(observe, app.test_client(), auth,
                             "b@example.com")
         assert big.result() == small.result() == {"data": {}}
@@ -551,16 +558,8 @@ def test_a_requests_observables_take_turns_with_its_keys_other_requests(
 def test_a_catalog_call_goes_before_the_requests_waiting_record_calls(
         settings, mocked, auth) -> None:
     app = create_app(dataclasses.replace(settings, max_concurrency=2))
-    served: list[str] = []
-
-    def answer(request):
-        served.append(request.path_url.rsplit("/", 1)[1])
-        time.sleep(0.05)
-        if "/catalog/" in request.path_url:
-            return 200, {}, json.dumps(page([cat(7)]))
-        return 200, {}, json.dumps(page([rec(1, 7)]))
-
-    mocked.add_callback(responses.GET, re.compile(API + ".*"), answer)
+    served = served_in_order(mocked, lambda request: page(
+        [cat(7)] if "/catalog/" in request.path_url else [rec(1, 7)]))
     body = observe(app.test_client(), auth,
                    *[f"a{n}@example.com" for n in range(6)])
     assert body["data"]["indicators"]["count"] == 1

@@ -114,19 +114,18 @@ class Client:
         request.headers = CaseInsensitiveDict(headers)
         try:
             with deadline(within):
-                return self._exchange(request, (
+                return self._exchange(request, url, (
                     min(timeout[0], within), min(timeout[1], within)),
                     max_bytes)
         except Expired:
             raise OutOfTime() from None
 
-    def _exchange(self, request: requests.PreparedRequest,
+    def _exchange(self, request: requests.PreparedRequest, url: str,
                   timeout: tuple[float, float], max_bytes: int) -> Reply:
-        assert request.url is not None  # noqa: S101 (set by `get`)
         try:
             response = self._adapter.send(
-                request, timeout=timeout, proxies=self._proxies_for(
-                    request.url), verify=self._verify,
+                request, timeout=timeout, proxies=self._proxies_for(url),
+                verify=self._verify,
                 stream=True)  # read below, in chunks, under the cap
             try:
                 return Reply(response.status_code, response.headers,

@@ -68,6 +68,9 @@ control_socket_disable = True
 FILES_PER_CONNECTION = 2  # the client's socket, and one to SpyCloud
 FILES_SPARE = 256  # listeners, logs, Redis, the JWKS hosts, libraries
 _wanted = SETTINGS.worker_connections * FILES_PER_CONNECTION + FILES_SPARE
+# Idle and slow clients hold no SpyCloud connection: below this, a worker
+# cannot even hold WORKER_CONNECTIONS clients.
+_needed = SETTINGS.worker_connections + FILES_SPARE
 _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 if _soft != resource.RLIM_INFINITY and _soft < _wanted:
     _soft = _wanted if _hard == resource.RLIM_INFINITY else min(_wanted, _hard)
@@ -102,11 +105,11 @@ def when_ready(server):
         " registered in XDR in production")
     logging.getLogger("relay").info("relay %s starting", VERSION,
                                     extra={"fields": fields})
-    if OPEN_FILES < _wanted:
+    if OPEN_FILES < _needed:
         logging.getLogger("relay").warning(
             "the open-files limit (%d) holds fewer than WORKER_CONNECTIONS"
-            " connections per worker; raise the hard limit (ulimit -Hn)",
-            OPEN_FILES)
+            " (%d) connections per worker; raise the hard limit (ulimit -Hn)",
+            OPEN_FILES, SETTINGS.worker_connections)
     if SETTINGS.metrics_bind:
         metrics.serve(SETTINGS.metrics_bind)
 

@@ -55,6 +55,16 @@ def token(argv: Sequence[str]) -> None:
     print(kit.mint(claims, lifetime=LIFETIME))
 
 
+def _forget(url: str) -> None:
+    """Drop the note of the running demo, if it is still this one's (a
+    demo started later on other ports wrote its own)."""
+    try:
+        if json.loads((STATE / "demo.json").read_text())["url"] == url:
+            (STATE / "demo.json").unlink()
+    except (OSError, ValueError, KeyError):
+        pass
+
+
 def answers(url: str) -> bool:
     """Say whether a relay answers at *url*."""
     try:
@@ -140,7 +150,7 @@ code/devtools/emulator.py. Press Ctrl-C to stop all three.
         pass
     finally:
         stack.stop()
-        (STATE / "demo.json").unlink(missing_ok=True)
+        _forget(stack.url)
         print("\nStopped the relay, the JWKS server and the emulator.")
 
 

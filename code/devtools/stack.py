@@ -132,7 +132,15 @@ class Stack:
         return env
 
     def start(self, timeout: float = 20) -> Stack:
-        """Start all three and wait until the relay answers."""
+        """Start all three and wait until the relay answers; whatever goes
+        wrong on the way, nothing it started is left running."""
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> Stack:
         if self.upstream is None:
             self.emulator.start()
             self.jwks.start()
@@ -148,7 +156,6 @@ class Stack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                self.stop()
                 raise RuntimeError("the relay exited at start-up")
             try:
                 requests.post(self.url + "/version", timeout=1)
@@ -156,7 +163,6 @@ class Stack:
                 time.sleep(0.1)
                 continue
             return self._check_own()
-        self.stop()
         raise RuntimeError("the relay did not answer in time")
 
     def _check_own(self) -> Stack:
@@ -168,7 +174,6 @@ class Stack:
                 "Content-Type") == "application/json" and answer.json() == {
                     "data": {"status": "ok"}}:
             return self
-        self.stop()
         raise RuntimeError(f"{self.url} answers, but not as this relay:"
                            " another program holds the port")
 

@@ -135,7 +135,7 @@ class Exposure:
         if record.infected_machine_id:
             self.devices.add(record.infected_machine_id)
         self.severity[kind, _password(fields.get("password_type"))] += 1
-        self.buckets[self._bucket(record.published), kind] += 1
+        self.buckets[self.bucket(record.published), kind] += 1
         seen = self.breaches[record.source_id]
         seen[who] = max(seen.get(who, -1), severity)
         self.worst[who] = max(self.worst.get(who, -1), severity)
@@ -148,7 +148,8 @@ class Exposure:
                         key=lambda item: (-len(item[1]), item[0]))
         return [source for source, _ in ranked[:TOP]]
 
-    def _bucket(self, published: dt.datetime) -> dt.date:
+    def bucket(self, published: dt.datetime) -> dt.date:
+        """The day (or week's Monday) a time falls in."""
         day = published.date()
         return day - dt.timedelta(days=day.weekday()) if self.weekly else day
 
@@ -198,20 +199,28 @@ def _series() -> list[dict[str, str]]:
 
 
 def _bars(exposure: Exposure, titles: Mapping[int, str]) -> Shape:
+    """A bar for every day (or week) of the period, zero where nothing
+    was published: a gap in the chart is a quiet day, never a missing
+    one."""
     days: dict[dt.date, Counter[int]] = defaultdict(Counter)
     for (day, kind), count in exposure.buckets.items():
         days[day][kind] += count
+    step = dt.timedelta(days=7 if exposure.weekly else 1)
+    day, last = (exposure.bucket(exposure.start),
+                 exposure.bucket(exposure.end))
     data = []
-    for day in sorted(days):
+    while day <= last:
         # XDR reads a timestamp key as epoch milliseconds.
         epoch = int(dt.datetime.combine(day, dt.time(),
                                         dt.timezone.utc).timestamp()) * 1000
+        counts = days.get(day, Counter())
         data.append({
             "key": epoch, "label": day.isoformat(),
-            "value": sum(days[day].values()),
+            "value": sum(counts.values()),
             "values": [{"key": CLASSES[kind][0], "value": count}
-                       for kind, count in sorted(days[day].items())],
+                       for kind, count in sorted(counts.items())],
         })
+        day += step
     return {"key_type": "timestamp", "keys": _series(), "data": data}
 
 

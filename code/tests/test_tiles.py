@@ -100,14 +100,20 @@ def test_new_exposures_per_day_and_per_week() -> None:
     assert days["2026-03-09"] == (3, [{"key": "email_only", "value": 1},
                                       {"key": "cookies", "value": 1},
                                       {"key": "other", "value": 1}])
-    assert sorted(days) == ["2026-03-09", "2026-03-10", "2026-03-11",
-                            "2026-03-12", "2026-03-14"]
+    # Every day of the period has its bar, in order, zero on quiet days.
+    assert [d["label"] for d in shaped["data"]] == [
+        f"2026-03-{n:02d}" for n in range(8, 16)]
+    assert days["2026-03-13"] == days["2026-03-08"] == (0, [])
     # Epoch milliseconds, as XDR reads a timestamp key: 2026-03-09T00:00Z.
-    assert shaped["data"][0]["key"] == 1_773_014_400_000
+    assert shaped["data"][1]["key"] == 1_773_014_400_000
     weekly = tiles.tile_data("spycloud-new-exposures",
                              exposure(WATCHLIST, "last_60_days"), {})
     weeks = {d["label"]: d["value"] for d in weekly["data"]}
-    assert weeks == {"2026-02-23": 1, "2026-03-09": 8}  # Mondays
+    assert list(weeks) == ["2026-01-12", "2026-01-19", "2026-01-26",
+                           "2026-02-02", "2026-02-09", "2026-02-16",
+                           "2026-02-23", "2026-03-02", "2026-03-09"]  # Mondays
+    assert {k: v for k, v in weeks.items() if v} == {
+        "2026-02-23": 1, "2026-03-09": 8}
 
 
 def test_top_breaches_by_identities_with_titles() -> None:
@@ -159,6 +165,8 @@ def test_empty_watchlist(tile_id: str) -> None:
         assert [d["value"] for d in shaped["data"]] == [0, 0, 0, 0]
     elif tile_id == "spycloud-most-exposed":
         assert shaped["data"][2] == "| no exposure in this period | | | |"
+    elif tile_id == "spycloud-new-exposures":  # eight days of nothing
+        assert [d["value"] for d in shaped["data"]] == [0] * 8
     else:
         assert shaped["data"] == []
 

@@ -105,6 +105,12 @@ def when_ready(server):
         " registered in XDR in production")
     logging.getLogger("relay").info("relay %s starting", VERSION,
                                     extra={"fields": fields})
+    from relay.settings import strangers
+
+    for name, meant in strangers(os.environ):
+        logging.getLogger("relay").warning(
+            "%s is not a setting of the relay%s; it is ignored", name,
+            f" (did you mean {meant}?)" if meant else "")
     if OPEN_FILES < _needed:
         logging.getLogger("relay").warning(
             "the open-files limit (%d) holds fewer than WORKER_CONNECTIONS"

@@ -9,6 +9,7 @@ with one line naming the variable, the value and what is allowed.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -412,6 +413,32 @@ class Settings:
             shown[name] = _safe(name, _shown(value)) if value is not None \
                 else _shown(value)
         return shown
+
+
+# Prefixes only the relay's variables use: another variable with one is
+# most likely a misspelt setting.
+FAMILIES = ("SPYCLOUD_", "JWKS_", "JWT_", "RELAY_", "REDIS_", "TILES_",
+            "RECORDS_", "CATALOG_", "ALLOWED_JWKS")
+
+
+def strangers(env: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """Return the variables of *env* that look like settings but are none
+    (a relay prefix, or a close spelling of one), each with the setting
+    it most likely meant (or None)."""
+    known = [spec.metadata["env"] for spec in fields(Settings)]
+    found = []
+    for name in sorted(env):
+        if name in known:
+            continue
+        # A close spelling of about the same length (NIX_SSL_CERT_FILE is
+        # another program's, not a misspelt SSL_CERT_FILE).
+        close = [match for match in difflib.get_close_matches(
+            name, known, n=1, cutoff=0.85) if abs(len(match) - len(name)) <= 2]
+        if close or name.startswith(FAMILIES):
+            meant = close or difflib.get_close_matches(name, known, n=1,
+                                                       cutoff=0.6)
+            found.append((name, meant[0] if meant else None))
+    return found
 
 
 def _port(bind: str) -> int:

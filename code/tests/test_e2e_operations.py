@@ -80,7 +80,8 @@ def two_workers(tmp_path_factory):
     metrics = f"127.0.0.1:{free_port()}"
     env = {"WEB_CONCURRENCY": "2", "LOG_FORMAT": "json",
            "METRICS_BIND": metrics, "SPYCLOUD_RETRY_WAIT": "0.01",
-           "SPYCLOUD_RETRY_WAIT_MAX": "0.05"}
+           "SPYCLOUD_RETRY_WAIT_MAX": "0.05",
+           "ALLOWED_JWKS_HOST": "visibility.amp.cisco.com"}  # misspelt
     with log_path.open("w") as log, Stack(api_key=KEY, env=env,
                                           log=log) as stack:
         stack.log_path = log_path
@@ -111,6 +112,11 @@ def test_log_lines_are_json_with_the_start_line_once(two_workers) -> None:
         " registered in XDR in production")
     assert any(line["logger"] == "gunicorn.error" for line in logged)
     assert KEY not in two_workers.log_path.read_text()
+    # A misspelt variable is named once, at start-up, with what it meant.
+    assert [line["message"] for line in logged
+            if line["message"].startswith("ALLOWED_JWKS_HOST ")] == [
+        "ALLOWED_JWKS_HOST is not a setting of the relay (did you mean"
+        " ALLOWED_JWKS_HOSTS?); it is ignored"]
 
 
 def test_a_final_spycloud_failure_is_one_warning(two_workers) -> None:

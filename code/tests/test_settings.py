@@ -181,3 +181,16 @@ def test_a_password_in_a_url_never_reaches_the_start_up_line() -> None:
     assert settings.describe()["REDIS_URL"] == \
         "redis://relay:***@redis.internal:6379/0"
     assert settings.redis_url.endswith("s3cr3t-pass@redis.internal:6379/0")
+
+
+def test_variables_that_look_like_settings_are_named() -> None:
+    from relay.settings import strangers
+
+    assert strangers({
+        "ALLOWED_JWKS_HOST": "x", "REDIS_URI": "redis://r", "REDIS_HOST": "r",
+        "SPYCLOUD_API_KEY": "k", "WEB_CONCURENCY": "2", "HOME": "/root",
+        "PATH": "/bin", "MAX_BODY_BYTES": "10", "LOG_LEVEL": "INFO",
+    }) == [("ALLOWED_JWKS_HOST", "ALLOWED_JWKS_HOSTS"),
+           ("REDIS_HOST", "REDIS_URL"), ("REDIS_URI", "REDIS_URL"),
+           ("SPYCLOUD_API_KEY", "SPYCLOUD_API_URL"),
+           ("WEB_CONCURENCY", "WEB_CONCURRENCY")]

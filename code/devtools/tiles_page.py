@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import requests
+from markdown_it import MarkdownIt
 
 from relay import tiles
 
@@ -160,14 +161,10 @@ def _keys(data: dict) -> str:
 
 
 def table(data: dict) -> str:
-    rows = [line.strip("|").split(" | ") for line in data["data"]
-            if not line.startswith("|---")]
-    head, body = rows[0], rows[1:]
-    cells = "".join(f"<th>{html.escape(c.strip())}</th>" for c in head)
-    lines = "".join("<tr>" + "".join(
-        f"<td>{html.escape(c.strip().replace(chr(92) + '|', '|'))}</td>"
-        for c in row) + "</tr>" for row in body)
-    return f"<table><tr>{cells}</tr>{lines}</table>"
+    """Render the markdown tile as a markdown library does (XDR renders
+    it with one): its escapes show as the characters they are."""
+    return MarkdownIt("commonmark").enable("table").render(
+        "\n".join(data["data"]))
 
 
 DRAW = {"metric_group": metrics, "donut_graph": donut,

@@ -105,9 +105,6 @@ class Future(Generic[T]):
     def set(self, value: T) -> None:
         self._result.set(value)
 
-    def done(self) -> bool:
-        return bool(self._result.ready())
-
     def wait(self, timeout: float) -> bool:
         """Wait at most *timeout* seconds; say whether the value is set."""
         self._result.wait(max(timeout, 0.0))

@@ -84,6 +84,7 @@ class RedisServer:
         (MONITOR: a script's own commands not counted) and how many it
         executed (INFO commandstats: a script's own counted)."""
         admin = self.client()
+        admin.ping()  # its connection's handshake is not counted
 
         def executed() -> int:
             stats = admin.info("commandstats")

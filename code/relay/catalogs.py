@@ -18,6 +18,7 @@ from .catalog_cache import CatalogStore
 from .concurrency import Future, Tasks, Turns
 from .context import Context
 from .errors import RelayError
+from .limits import Kept
 from .records import Catalog
 from .spycloud import CATALOG_BATCH, SpyCloud
 
@@ -44,19 +45,22 @@ class CatalogLoader:
         self._turns = turns
         self._asked: dict[int, Future[Catalog | None]] = {}
         self._queue: list[int] = []
-        self._handed = 0  # turns handed over by callers, for the fetches
+        # Turns handed over by callers, with their kept slots of the key's
+        # cap, for the fetches.
+        self._handed: list[Kept] = []
         self.missing: dict[int, None] = {}
         self.errors: list[RelayError] = []
         self.late = False
 
     def load(self, ids: Iterable[int],
-             holding: bool = False) -> dict[int, Catalog]:
+             handed: Kept | None = None) -> dict[int, Catalog]:
         """Return the catalogs of *ids* that exist, as known by the budget
         (a catalog still on its way then is left out, and `late` set).
 
-        A caller *holding* one of the request's turns hands it over: to
-        the fetch of the ids it asks first, so that fetch goes out as the
-        caller's own call ends, or back to the request's turns."""
+        A caller holding one of the request's turns hands it over, with
+        the slot of the key's cap it *kept* (`handed`): to the fetch of the
+        ids it asks first, so that fetch goes out as the caller's own call
+        ends, or back to the request's turns and the key's cap."""
         wanted = list(dict.fromkeys(ids))
         fresh = [i for i in wanted if i not in self._asked]
         for catalog_id in fresh:
@@ -65,9 +69,10 @@ class CatalogLoader:
             if not self._queue:  # the first of this loop turn: dispatch soon
                 self._tasks.spawn(self._dispatch)
             self._queue.extend(fresh)
-        if holding and fresh:
-            self._handed += 1
-        elif holding:
+        if handed is not None and fresh:
+            self._handed.append(handed)
+        elif handed is not None:
+            handed.give_back()
             self._turns.give()
         found: dict[int, Catalog] = {}
         for catalog_id in wanted:
@@ -82,7 +87,10 @@ class CatalogLoader:
 
     def _dispatch(self) -> None:
         """Look up this turn's ids in the cache, and fetch the others."""
+        # This turn's ids and hand-overs: those of the callers that ask
+        # while the cache is read go to the next dispatch.
         queued, self._queue = self._queue, []
+        handed, self._handed = self._handed, []
         try:
             cached, missing, todo = self._cache.lookup(self._ctx.digest,
                                                        queued)
@@ -94,26 +102,24 @@ class CatalogLoader:
         for catalog_id in [*cached, *missing]:
             self._asked[catalog_id].set(cached.get(catalog_id))
         for start in range(0, len(todo), CATALOG_BATCH):
-            handed = self._handed > 0
-            self._handed -= handed
             self._tasks.spawn(self._fetch, todo[start:start + CATALOG_BATCH],
-                              handed)
-        for _ in range(self._handed):  # more handed over than fetches
+                              handed.pop(0) if handed else None)
+        for kept in handed:  # more handed over than fetches
+            kept.give_back()
             self._turns.give()
-        self._handed = 0
 
-    def _fetch(self, batch: list[int], handed: bool) -> None:
+    def _fetch(self, batch: list[int], handed: Kept | None) -> None:
         """Fetch one batch, remember what SpyCloud said, wake its waiters;
-        with a turn *handed* over, or else one taken before any waiting
-        record call of the request."""
+        with a turn *handed* over (and its kept slot), or else one taken
+        before any waiting record call of the request."""
         answer: dict[int, Catalog] = {}
-        turn = handed
+        turn = handed is not None
         try:
             turn = turn or self._turns.take(self._ctx.remaining(),
                                             urgent=True)
             if not turn:
                 raise out_of_time(self._ctx.budget)
-            answer = self._spycloud.catalog_batch(self._ctx, batch)
+            answer = self._spycloud.catalog_batch(self._ctx, batch, handed)
             gone = [i for i in batch if i not in answer]
             self._cache.store(self._ctx.digest, answer.values(), gone)
             self.missing.update(dict.fromkeys(gone))
@@ -125,6 +131,8 @@ class CatalogLoader:
                               "request_id": self._ctx.request_id}})
             self.errors.append(RelayError("An unexpected error occurred."))
         finally:  # stopped or not, nobody waits for this batch any more
+            if handed is not None:
+                handed.give_back()
             if turn:
                 self._turns.give()
             for catalog_id in batch:

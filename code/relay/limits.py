@@ -53,6 +53,34 @@ class Slot:
     token: str | None = None
 
 
+class Kept:
+    """The slot one caller keeps from one SpyCloud call to its next: an
+    observable's record pages, then its catalogs' call. Each call after the
+    first goes out at once and costs Redis no lease and no release; the
+    slot is given back once the caller has no call left (`give_back`, which
+    may be called any number of times)."""
+
+    def __init__(self) -> None:
+        self._slot: Slot | None = None
+        self._limits: Limits | None = None
+
+    def take(self) -> Slot | None:
+        """The kept slot, now the taker's to give back; None if none."""
+        slot, self._slot = self._slot, None
+        return slot
+
+    def keep(self, slot: Slot, limits: Limits) -> None:
+        """Keep *slot* (of *limits*) for the caller's next call."""
+        self.give_back()
+        self._slot, self._limits = slot, limits
+
+    def give_back(self) -> None:
+        """Release the kept slot, if any."""
+        slot = self.take()
+        if slot is not None and self._limits is not None:
+            self._limits.release(slot)
+
+
 class Limits(Protocol):
     """What the transport needs of a per-key cap, in process or shared."""
 

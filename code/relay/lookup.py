@@ -30,6 +30,7 @@ from .concurrency import Tasks, Turns
 from .context import Context
 from .errors import RelayError, warning
 from .jsonio import Bundle, Written
+from .limits import Kept
 from .observables import Observable
 from .options import Options
 from .records import Catalog, RecordFilter
@@ -130,13 +131,21 @@ class Lookup:
                     max(1, self.answer_cap // max(1, len(observables))))
         only = self.filter(options)
         turns = Turns(self.fanout)
-        with Tasks() as tasks:
-            loader = CatalogLoader(self.spycloud, self.catalog_cache, ctx,
-                                   tasks, turns)
-            running = [tasks.spawn(self._one, ctx, loader, turns, observable,
-                                   limit, only, mapper)
-                       for observable in observables]
-            finished = tasks.join(ctx.remaining() + GRACE)
+        # Each observable's slot of the key's cap, kept from its records
+        # to its catalogs' call, is given back here at the latest (an
+        # observable stopped by the budget, a hand-over never dispatched).
+        held = [Kept() for _ in observables]
+        try:
+            with Tasks() as tasks:
+                loader = CatalogLoader(self.spycloud, self.catalog_cache, ctx,
+                                       tasks, turns)
+                running = [tasks.spawn(self._one, ctx, loader, turns,
+                                       observable, kept, limit, only, mapper)
+                           for observable, kept in zip(observables, held)]
+                finished = tasks.join(ctx.remaining() + GRACE)
+        finally:
+            for kept in held:
+                kept.give_back()
         results: list[T | None] = []
         errors: list[RelayError] = []
         left_out = 0
@@ -169,7 +178,7 @@ class Lookup:
 
     def _one(
         self, ctx: Context, loader: CatalogLoader,
-        turns: Turns, observable: Observable,
+        turns: Turns, observable: Observable, kept: Kept,
         limit: int, only: RecordFilter, mapper: Mapper[T],
     ) -> Found[T] | RelayError:
         """Look one observable up: its records (from the records cache, or
@@ -177,26 +186,30 @@ class Lookup:
         catalogs, then what *mapper* makes of them."""
         key = (ctx.digest, observable.type, observable.query, limit, only)
         found = self.records_cache.get(key)
-        holding = False
+        handed = None
         if found is None:
             if not turns.take(ctx.remaining()):
                 return out_of_time(ctx.budget)
             try:
                 found = self.spycloud.records(ctx, observable.type,
-                                              observable.query, limit, only)
+                                              observable.query, limit, only,
+                                              kept)
             except RelayError as error:
+                kept.give_back()
                 turns.give()
                 return error
             except Exception:  # a bug must not lose the other observables
+                kept.give_back()
                 turns.give()
                 log.exception("unexpected failure while reading SpyCloud",
                               extra={"fields": {
                                   "request_id": ctx.request_id}})
                 return RelayError("An unexpected error occurred.")
-            holding = True
+            handed = kept
             self.records_cache.put(key, found)
-        # The turn goes to this observable's catalogs, if it asks new ones.
-        catalogs = loader.load((r.source_id for r in found.records), holding)
+        # The turn and the kept slot go to this observable's catalogs, if
+        # it asks new ones.
+        catalogs = loader.load((r.source_id for r in found.records), handed)
         try:
             return Found(found, mapper(observable, found, catalogs))
         except Exception:  # a bug must not lose the other observables

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from .context import Context
 from .errors import SpyCloudError
+from .limits import Kept
 from .records import (
     Catalog, Newest, PayloadError, Page, Record, RecordFilter, parse_catalog,
     parse_page, parse_record,
@@ -55,12 +56,14 @@ class SpyCloud:
 
     def records(
         self, ctx: Context, kind: str, value: str, limit: int,
-        only: RecordFilter = EVERY_RECORD,
+        only: RecordFilter = EVERY_RECORD, kept: Kept | None = None,
     ) -> Records:
         """Read the records of the observable (*kind*, *value*) (e.g.
         `breach/data/emails/<value>`), every page up to the page cap,
         keeping only the newest *limit* records that pass *only* as pages
-        arrive. Its first day is sent to SpyCloud as `since`."""
+        arrive. Its first day is sent to SpyCloud as `since`. With *kept*,
+        the pages share one slot of the key's cap, kept afterwards for the
+        caller's next call."""
         newest = Newest(limit)
 
         def offer(raw: Any) -> None:
@@ -71,7 +74,7 @@ class SpyCloud:
         rejected, capped = self._pages(
             ctx, f"breach/data/{SELECTORS[kind]}", quote(value, safe="@"),
             {"since": only.since.isoformat()} if only.since else {},
-            self.max_pages, offer)
+            self.max_pages, offer, kept)
         return Records(newest.records(), newest.seen, rejected, capped)
 
     def watchlist(
@@ -86,18 +89,23 @@ class SpyCloud:
             if record is not None:
                 take(record)
 
-        return self._pages(ctx, "breach/data/watchlist", "",
-                           {"since": since.isoformat()}, max_pages, offer)
+        kept = Kept()
+        try:
+            return self._pages(ctx, "breach/data/watchlist", "",
+                               {"since": since.isoformat()}, max_pages, offer,
+                               kept)
+        finally:
+            kept.give_back()
 
     def _pages(
         self, ctx: Context, endpoint: str, segment: str,
         params: dict[str, str], max_pages: int,
-        offer: Callable[[Any], None],
+        offer: Callable[[Any], None], kept: Kept | None,
     ) -> tuple[int, bool]:
         """Follow the cursor of *endpoint*/*segment* up to *max_pages*,
         offering each raw record while its page holds a parse slot; return
         the count of unusable records and whether SpyCloud holds more
-        pages."""
+        pages. With *kept*, the pages share one slot of the key's cap."""
         path = f"{endpoint}/{segment}" if segment else endpoint
         cursor = ""
         seen: set[str] = set()
@@ -108,7 +116,7 @@ class SpyCloud:
                 ctx, path,
                 {**params, "cursor": cursor} if cursor else params or None,
                 parse=lambda payload: _fold(_page(payload), offer, documents),
-                endpoint=endpoint,
+                endpoint=endpoint, kept=kept,
             )
             if answer is None:  # 400: an identifier SpyCloud won't search
                 return rejected, False
@@ -123,12 +131,12 @@ class SpyCloud:
         return rejected, bool(cursor)
 
     def catalog_batch(
-        self, ctx: Context, ids: Sequence[int]
+        self, ctx: Context, ids: Sequence[int], kept: Kept | None = None,
     ) -> dict[int, Catalog]:
         """Return the catalogs SpyCloud has among *ids* (at most
-        `CATALOG_BATCH`)."""
+        `CATALOG_BATCH`), with the slot of the key's cap *kept* if given."""
         path = "breach/catalog/" + ",".join(str(i) for i in ids)
-        payload = self.transport.get_json(ctx, path,
+        payload = self.transport.get_json(ctx, path, kept=kept,
                                           endpoint="breach/catalog")
         found: dict[int, Catalog] = {}
         for raw in _page(payload).results if payload is not None else ():

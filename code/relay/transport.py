@@ -25,7 +25,7 @@ from .errors import (
     AuthorizationError, RelayError, RetryableError, SpyCloudError,
 )
 from .jsonio import loads
-from .limits import Limits
+from .limits import Kept, Limits
 from .settings import Settings
 from .version import VERSION
 
@@ -79,6 +79,7 @@ class Transport:
         params: dict[str, str] | None = None,
         parse: Callable[[Any], Any] | None = None,
         endpoint: str = "-",
+        kept: Kept | None = None,
     ) -> Any:
         """GET *path* (relative to the API URL) with the request's key and
         return its JSON, or None for a 400 (an identifier SpyCloud will not
@@ -88,6 +89,8 @@ class Transport:
         *parse*, if given, turns the JSON into what is returned while the
         answer holds a parse slot, so the raw JSON never outlives it.
         *endpoint* names the call in logs and metrics (never the value).
+        *kept*, if given, lends its slot of the key's cap to the first
+        attempt and keeps the slot of the one that is answered.
         A final failure is logged once, at WARNING; retries at INFO.
         """
         settings = self._settings
@@ -114,7 +117,7 @@ class Transport:
             ):
                 with attempt:
                     attempts += 1
-                    answer = self._once(ctx, path, params, parse)
+                    answer = self._once(ctx, path, params, parse, kept)
                     metrics.SPYCLOUD_CALLS.labels(endpoint, "ok").inc()
                     return answer
         except RelayError as error:
@@ -137,25 +140,35 @@ class Transport:
         path: str,
         params: dict[str, str] | None,
         parse: Callable[[Any], Any] | None,
+        kept: Kept | None,
     ) -> Any:
         """Make one attempt: a slot of the key's cap from sending until the
-        body is read, then a parse slot for decoding and parsing only.
+        body is read (or, *kept*, until the caller's next call: the slot it
+        kept is used first), then a parse slot for decoding and parsing
+        only.
 
         Every wait ends by the budget: the slots' waits take it as their
         timeout, and the exchange (a connect, a stalled or trickling body)
         is interrupted when it runs out.
         """
-        slot = self.limits.acquire(ctx.digest, ctx.remaining())
+        slot = kept.take() if kept is not None else None
+        if slot is None:
+            slot = self.limits.acquire(ctx.digest, ctx.remaining())
         if slot is None:
             raise out_of_time(ctx.budget)
+        answered = False
         try:
             left = ctx.remaining()
             if left <= 0:
                 raise out_of_time(ctx.budget)
             ctx.calls.add()
             reply = self._exchange(ctx.key, path, params, left)
+            answered = True
         finally:
-            self.limits.release(slot)
+            if answered and kept is not None:
+                kept.keep(slot, self.limits)
+            else:
+                self.limits.release(slot)
         if not self._parsing.acquire(timeout=ctx.remaining()):
             raise out_of_time(ctx.budget)
         try:

@@ -9,10 +9,24 @@ from typing import Any
 
 import requests
 
+from relay.digest import key_digest
+
 
 def page(results: list[Any], cursor: str = "") -> dict[str, Any]:
     """One page of a SpyCloud list answer."""
     return {"cursor": cursor, "hits": len(results), "results": results}
+
+
+def free_slots(app: Any, api_key: str) -> int:
+    """How many slots of *api_key*'s cap on SpyCloud calls are free in the
+    relay *app* now (each taken, counted and given back)."""
+    limits = app.extensions["relay"].spycloud.transport.limits
+    taken = []
+    while (slot := limits.acquire(key_digest(api_key), 0)) is not None:
+        taken.append(slot)
+    for slot in taken:
+        limits.release(slot)
+    return len(taken)
 
 
 def observables(kind: str, values: Iterable[str]) -> list[dict[str, str]]:

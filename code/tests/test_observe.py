@@ -18,10 +18,11 @@ import stamina
 from responses import matchers
 
 from relay import ctim
+from relay.concurrency import Future
 from relay.factory import create_app
 
 from .conftest import API, API_KEY
-from .helpers import page, wait_until
+from .helpers import free_slots, page, wait_until
 
 EMAIL = "jane@example.com"
 RECORDS = API + "breach/data/emails/"
@@ -566,6 +567,86 @@ def test_a_catalog_call_goes_before_the_requests_waiting_record_calls(
     # Two calls at a time: once the first two emails' records came, their
     # catalog goes out in the second pair of calls, not after the others.
     assert served.index("7") <= 3, served
+
+
+def test_an_observable_keeps_its_slot_for_its_catalogs_call(
+        settings, mocked, auth, monkeypatch) -> None:
+    app = create_app(dataclasses.replace(settings, max_concurrency=2))
+    limits = app.extensions["relay"].spycloud.transport.limits
+    taken = []
+    acquire = limits.acquire
+    monkeypatch.setattr(limits, "acquire", lambda digest, timeout: (
+        taken.append(digest), acquire(digest, timeout))[1])
+    mocked.get(RECORDS + EMAIL, json=page([rec(1, 7)]))
+    mocked.get(CATALOG + "7", json=page([cat(7)]))
+    assert observe(app.test_client(), auth, EMAIL)["data"]
+    calls = [c for c in mocked.calls if c.request.url.startswith(API)]
+    assert len(calls) == 2 and len(taken) == 1  # one slot for both
+    assert free_slots(app, API_KEY) == 2  # and given back
+
+
+@pytest.mark.parametrize("case", [
+    "answered", "cached", "catalog call failed", "second page failed",
+    "identifier refused", "records unusable",
+])
+def test_a_kept_slot_is_given_back_whatever_happens(
+        settings, mocked, auth, case) -> None:
+    # One slot for four observables: each must give it back as soon as it
+    # has no call left, or the next waits out the budget.
+    app = create_app(dataclasses.replace(settings, max_concurrency=1,
+                                         request_budget=2))
+    client = app.test_client()
+
+    def records(request):
+        if case == "identifier refused":
+            return 400, {}, ""
+        if case == "records unusable":
+            return 200, {}, '{"results": "nope"}'
+        if "cursor=c2" not in request.path_url:
+            return 200, {}, json.dumps({"cursor": "c2",
+                                        "results": [rec(1, 7)]})
+        if case == "second page failed":
+            return 500, {}, ""
+        return 200, {}, json.dumps(page([rec(2, 8, day=3)]))
+
+    def catalogs(request):
+        if case == "catalog call failed":
+            return 500, {}, ""
+        return 200, {}, json.dumps(page([cat(7), cat(8)]))
+
+    mocked.add_callback(responses.GET, re.compile(RECORDS + ".*"), records)
+    if case in ("answered", "cached", "catalog call failed"):
+        mocked.add_callback(responses.GET, re.compile(CATALOG + ".*"),
+                            catalogs)
+    emails = [f"a{n}@example.com" for n in range(4)]
+    body = observe(client, auth, *emails)
+    if case == "cached":  # the second time, no catalog call
+        body = observe(client, auth, *emails)
+    messages = {e["message"] for e in body.get("errors", [])}
+    assert not any("budget" in m for m in messages), messages
+    assert ("errors" in body) == (case not in (
+        "answered", "cached", "identifier refused"))
+    assert free_slots(app, API_KEY) == 1
+
+
+def test_a_slot_handed_to_catalogs_never_fetched_is_given_back(
+        settings, mocked, auth) -> None:
+    app = create_app(dataclasses.replace(settings, max_concurrency=1,
+                                         request_budget=1))
+
+    class Stalled:  # a catalog cache that never answers
+        def lookup(self, owner, ids):
+            Future().wait(30)
+
+        def store(self, owner, found, missing):
+            raise AssertionError("nothing was fetched")
+
+    app.extensions["relay"].lookup.catalog_cache = Stalled()
+    mocked.get(RECORDS + EMAIL, json=page([rec(1, 7)]))
+    body = observe(app.test_client(), auth, EMAIL)
+    assert body["errors"][0]["message"] == (
+        "The relay's time budget of 1 s ran out before SpyCloud answered.")
+    assert free_slots(app, API_KEY) == 1  # the records call's, stopped in the hand
 
 
 def test_one_customer_does_not_wait_for_another(

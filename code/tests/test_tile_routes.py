@@ -16,8 +16,8 @@ from responses import matchers
 
 from relay.factory import create_app
 
-from .conftest import API
-from .helpers import page
+from .conftest import API, API_KEY
+from .helpers import free_slots, page
 
 NOW = dt.datetime(2026, 3, 15, 12, 0, tzinfo=dt.timezone.utc)
 WATCHLIST = API + "breach/data/watchlist"
@@ -123,7 +123,8 @@ def test_a_watchlist_record_sent_twice_counts_once(
     assert summary(client, auth)["data"]["data"][1]["value"] == 2
 
 
-def test_page_cap_and_missing_catalog_warn(client, mocked, auth) -> None:
+def test_page_cap_and_missing_catalog_warn(app, client, mocked,
+                                           auth) -> None:
     mocked.get(WATCHLIST, json=page([rec(1, "2026-03-14")], "c1"),
                match=[matchers.query_param_matcher({"since": "2026-03-08"})])
     mocked.get(WATCHLIST, json=page([rec(2, "2026-03-13")], "c2"),
@@ -141,6 +142,9 @@ def test_page_cap_and_missing_catalog_warn(client, mocked, auth) -> None:
     assert top["errors"] == [capped, {
         "type": "warning", "code": "not found",
         "message": "SpyCloud did not return results for 7"}]
+    # The watchlist's pages shared one slot of the key's cap, given back.
+    cap = app.extensions["relay"].settings.max_concurrency
+    assert free_slots(app, API_KEY) == cap
 
 
 def test_watchlist_failure_is_the_answer(client, mocked, auth) -> None:

@@ -72,7 +72,7 @@ class RedisServer:
 
     def client(self) -> redis.Redis:
         """A client of this server as an administrator (the ACL user)."""
-        options: dict[str, object] = {"socket_timeout": 2}
+        options: dict[str, object] = {"socket_timeout": 2, "protocol": 2}
         if self._tls:
             options.update(ssl=True, ssl_ca_certs=self._tls[0])
         if self._user:

@@ -65,8 +65,11 @@ def connect(where: Target, timeout: float, tls: Tls | None = None,
             sentinel_password: str | None = None) -> redis.Redis:
     """Return a client of *where*; it connects when first used. No
     retries of its own: a failure falls back at once."""
+    # RESP2: every Redis speaks it (Redis 5 and some proxies refuse
+    # RESP3's HELLO), and a new connection costs no handshake command.
     common: dict[str, Any] = {
-        "socket_timeout": timeout, "socket_connect_timeout": timeout}
+        "socket_timeout": timeout, "socket_connect_timeout": timeout,
+        "protocol": 2}
     secure = (tls or Tls()).options() if where.tls else {}
     if where.kind == "single":
         return redis.Redis.from_url(

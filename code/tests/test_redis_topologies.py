@@ -143,6 +143,18 @@ def test_an_unreachable_cluster_falls_back(settings, mocked, auth,
     assert len(unavailable(caplog)) == 1
 
 
+def test_a_redis_without_resp3_is_shared(settings, mocked, auth,
+                                         caplog) -> None:
+    # Redis 5, and proxies in front of managed Redis, know no HELLO.
+    calls = answer_spycloud(mocked)
+    with RedisServer(extra=("--rename-command", "HELLO", "")) as server:
+        apps = replicas(settings, server.url)
+        with caplog.at_level(logging.WARNING, logger="relay.shared"):
+            shared_once(apps, auth, calls, 3)
+        assert unavailable(caplog) == []
+        assert server.client().keys("*catalogs")
+
+
 # --- TLS with a private CA and an ACL user ----------------------------------
 
 @pytest.fixture(scope="module")

@@ -190,54 +190,68 @@ def _cluster_port() -> int:
 
 
 class RedisSentinel:
-    """A primary, a replica of it, and one sentinel watching them (down
-    after 1 s); `url` asks the sentinel for the primary of `MASTER`."""
+    """A primary, a replica of it, and *count* sentinels watching them
+    (down after 1 s, *quorum* of them to agree); `url` asks the sentinels
+    for the primary of `MASTER`."""
 
     MASTER = "relay"
 
-    def __init__(self) -> None:
+    def __init__(self, count: int = 1, quorum: int = 1) -> None:
         self.primary = RedisServer()
         self.replica = RedisServer(extra=("--replicaof", "127.0.0.1",
                                           str(self.primary.port)))
-        self.port = free_port()
+        self.ports = [free_port() for _ in range(count)]
+        self.quorum = quorum
         self._dir = tempfile.TemporaryDirectory(prefix="relay-sentinel-")
-        self.url = f"redis+sentinel://127.0.0.1:{self.port}/{self.MASTER}/0"
-        self._process: subprocess.Popen[bytes] | None = None
+        self.url = "redis+sentinel://" + ",".join(
+            f"127.0.0.1:{port}" for port in self.ports) + f"/{self.MASTER}/0"
+        self._processes: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> RedisSentinel:
         self.primary.start()
         self.replica.start()
-        config = Path(self._dir.name) / "sentinel.conf"
-        config.write_text(
-            f"port {self.port}\nbind 127.0.0.1\n"
-            f"sentinel monitor {self.MASTER} 127.0.0.1 {self.primary.port} 1\n"
-            f"sentinel down-after-milliseconds {self.MASTER} 1000\n"
-            f"sentinel failover-timeout {self.MASTER} 5000\n")
-        self._process = subprocess.Popen(  # noqa: S603 (fixed argv)
-            [_binary(), str(config), "--sentinel"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        sentinel = redis.Redis(host="127.0.0.1", port=self.port,
-                               socket_timeout=1)
+        for port in self.ports:
+            config = Path(self._dir.name) / f"sentinel-{port}.conf"
+            config.write_text(
+                f"port {port}\nbind 127.0.0.1\n"
+                f"sentinel monitor {self.MASTER} 127.0.0.1"
+                f" {self.primary.port} {self.quorum}\n"
+                f"sentinel down-after-milliseconds {self.MASTER} 1000\n"
+                f"sentinel failover-timeout {self.MASTER} 5000\n")
+            self._processes.append(subprocess.Popen(  # noqa: S603 (fixed argv)
+                [_binary(), str(config), "--sentinel"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for _ in range(200):
             try:
-                if sentinel.sentinel_get_master_addr_by_name(self.MASTER):
+                if all(self._sentinel(port).sentinel_get_master_addr_by_name(
+                        self.MASTER) for port in self.ports) and all(
+                        self.peers(port) == len(self.ports) - 1
+                        for port in self.ports):
                     return self
             except (redis.ConnectionError, redis.ResponseError):
                 pass
             time.sleep(0.05)
-        raise RuntimeError("the sentinel did not start")
+        raise RuntimeError("the sentinels did not start")
+
+    def peers(self, port: int) -> int:
+        """How many other sentinels the sentinel on *port* knows."""
+        return len(self._sentinel(port).sentinel_sentinels(self.MASTER))
 
     def primary_port(self) -> int:
-        """The port of the primary the sentinel names now."""
-        sentinel = redis.Redis(host="127.0.0.1", port=self.port,
-                               socket_timeout=1)
-        _, port = sentinel.sentinel_get_master_addr_by_name(self.MASTER)
+        """The port of the primary the first sentinel names now."""
+        _, port = self._sentinel(self.ports[0]) \
+            .sentinel_get_master_addr_by_name(self.MASTER)
         return int(port)
 
+    def _sentinel(self, port: int) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=port, socket_timeout=1,
+                           protocol=2)
+
     def close(self) -> None:
-        if self._process and self._process.poll() is None:
-            self._process.terminate()
-            self._process.wait(10)
+        for process in self._processes:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(10)
         self.replica.close()
         self.primary.close()
         self._dir.cleanup()

@@ -12,11 +12,13 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 import responses
+import yaml
 
 from devtools.redis_server import RedisCluster, RedisSentinel, RedisServer
 from relay import flights
@@ -44,6 +46,10 @@ def record(n: int, source: int) -> dict[str, Any]:
 def catalog(n: int) -> dict[str, Any]:
     return {"id": n, "title": f"Breach {n}",
             "spycloud_publish_date": "2026-03-01T00:00:00Z"}
+
+
+COMPOSE_SENTINEL = Path(__file__).parents[2] / "docs" / "deploy" \
+    / "compose-sentinel.yaml"
 
 
 def answer_spycloud(mocked: responses.RequestsMock) -> list[str]:
@@ -236,10 +242,23 @@ def test_a_cluster_shares_catalogs_caps_and_tiles(
 
 # --- Sentinel, and a failover -----------------------------------------------
 
+def compose_sentinels() -> tuple[int, int]:
+    """The sentinels of docs/deploy/compose-sentinel.yaml, and their
+    quorum."""
+    compose = yaml.safe_load(COMPOSE_SENTINEL.read_text())["services"]
+    names = [name for name in compose if name.startswith("sentinel-")]
+    quorum = re.search(r"sentinel monitor \S+ \S+ \d+ (\d+)",
+                       compose[names[0]]["command"][0])
+    assert quorum is not None
+    return len(names), int(quorum.group(1))
+
+
+@pytest.mark.parametrize("sentinels", [(1, 1), compose_sentinels()],
+                         ids=["one sentinel", "as docs/deploy's compose"])
 def test_sentinel_finds_the_primary_and_follows_a_failover(
-        settings, mocked, auth) -> None:
+        settings, mocked, auth, sentinels) -> None:
     calls = answer_spycloud(mocked)
-    with RedisSentinel() as sentinel:
+    with RedisSentinel(*sentinels) as sentinel:
         apps = replicas(settings, sentinel.url)
         shared_once(apps, auth, calls, 5)
         old = sentinel.primary_port()

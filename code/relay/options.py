@@ -15,7 +15,7 @@ from .settings import FALSE, TRUE
 DEFAULT_ENTITIES_LIMIT = 100
 
 # The module's options (claims from `custom_<NAME>` fields), docs/xdr.md.
-SEVERITIES = (2, 5, 20, 25)  # MIN_SEVERITY's choices: SpyCloud's codes
+SEVERITIES = (2, 5, 20, 25, 26, 30)  # MIN_SEVERITY's choices: SpyCloud's codes
 MAX_LOOKBACK_DAYS = 36_500
 SHOWN_LENGTH = 40  # characters of an unusable value a warning shows
 

@@ -1,8 +1,8 @@
 """Pure: an infostealer record → the infected machine and the stolen
 login, as observables XDR can investigate (docs/ctim.md, "Pivots").
 
-A record from an infostealer (severity 25 or 26, or one that names an
-infected machine) reports the machine (`user_hostname`, `ip_addresses`,
+A record from an infostealer (severity 25, 26 or 30, or one that names
+an infected machine) reports the machine (`user_hostname`, `ip_addresses`,
 `user_os`, `infected_time`) and where the stolen credential logs in
 (`target_url`, `target_domain`). Only what is true and useful becomes an
 observable: values checked for their type; private, loopback, link-local,
@@ -27,7 +27,7 @@ from .records import parse_time
 
 MAX_PIVOTS = 10  # observables of one record's machine and login, at most
 MAX_URL = 1024  # characters: a longer URL is left out, never cut
-INFOSTEALER = 25  # SpyCloud's severities 25 and 26: infostealer records
+INFOSTEALER = 25  # SpyCloud's severities 25, 26 and 30: from infected devices
 PLACEHOLDERS = frozenset({"", "n/a", "na", "none", "null", "unknown", "-",
                           "localhost", "undefined", "default"})
 # Addresses that lead nowhere on the internet: "this network" and

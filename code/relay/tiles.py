@@ -31,10 +31,11 @@ WEEKLY = frozenset({"last_60_days", "last_90_days"})  # bars per week
 CLASSES = (
     ("email_only", "Email only"), ("informational", "Informational"),
     ("plaintext", "Plaintext password"), ("infected", "Infected device"),
-    ("cookies", "Session cookies"), ("other", "Other"),
+    ("cookies", "Session cookies"), ("access", "Access data"),
+    ("other", "Other"),
 )
-CLASS_OF = {2: 0, 5: 1, 20: 2, 25: 3, 26: 4}
-OTHER = 5
+CLASS_OF = {2: 0, 5: 1, 20: 2, 25: 3, 26: 4, 30: 5}
+OTHER = 6
 PASSWORDS = ("plaintext", "hashed", "none")
 TOP = 10
 TOP_BREACHES = "spycloud-top-breaches"

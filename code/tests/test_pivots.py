@@ -45,7 +45,8 @@ def test_a_stealer_record_gives_its_machine_and_login() -> None:
 
 
 @pytest.mark.parametrize(("severity", "machine", "expected"), [
-    (25, None, True), (26, None, True), (20, None, False), (None, None, False),
+    (25, None, True), (26, None, True), (30, None, True), (20, None, False),
+    (None, None, False),
     (2, "m-1", True),
 ])
 def test_only_infostealer_records_have_pivots(severity, machine,

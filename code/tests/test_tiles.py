@@ -43,7 +43,7 @@ WATCHLIST = [
     rec(4, "2026-03-10", 5, 2, "c@corp.example", password_type="bcrypt"),
     rec(5, "2026-03-09", 2, 3, "a@corp.example"),
     rec(6, "2026-03-09", 26, 3, "d@corp.example", infected_machine_id="m2"),
-    rec(7, "2026-03-09", 30, 3, "d@corp.example"),  # a code nobody knows
+    rec(7, "2026-03-09", 30, 3, "d@corp.example"),  # access data
     rec(8, "2026-03-01", 20, 1, "e@corp.example"),  # before the window
     rec(9, "2026-03-16", 20, 1, "e@corp.example"),  # after it (clock skew)
     rec(10, "2026-03-11", None, 4, "f@corp.example"),  # no severity
@@ -77,7 +77,7 @@ def test_donut_by_severity_and_password() -> None:
                              exposure(WATCHLIST), {})
     assert shaped["labels"] == [
         ["Email only", "Informational", "Plaintext password",
-         "Infected device", "Session cookies", "Other"],
+         "Infected device", "Session cookies", "Access data", "Other"],
         ["plaintext", "hashed", "none"]]
     assert shaped["label_headers"] == ["Severity", "Password"]
     assert shaped["data"] == [
@@ -86,8 +86,20 @@ def test_donut_by_severity_and_password() -> None:
         {"key": 2, "value": 1, "segments": [{"key": 0, "value": 1}]},
         {"key": 3, "value": 2, "segments": [{"key": 0, "value": 2}]},
         {"key": 4, "value": 1, "segments": [{"key": 2, "value": 1}]},
-        {"key": 5, "value": 2, "segments": [{"key": 2, "value": 2}]},
+        {"key": 5, "value": 1, "segments": [{"key": 2, "value": 1}]},
+        {"key": 6, "value": 1, "segments": [{"key": 2, "value": 1}]},
     ]
+
+
+@pytest.mark.parametrize(("code", "label"), [
+    (26, "Session cookies"), (30, "Access data"), (40, "Other"),
+    (-1, "Other"), (None, "Other")])
+def test_every_severity_has_its_class_and_unknown_codes_are_other(
+        code: Any, label: str) -> None:
+    shaped = tiles.tile_data("spycloud-exposures-by-severity",
+                             exposure([rec(1, "2026-03-14", code)]), {})
+    (counted,) = shaped["data"]
+    assert shaped["labels"][0][counted["key"]] == label
 
 
 def test_new_exposures_per_day_and_per_week() -> None:
@@ -95,11 +107,11 @@ def test_new_exposures_per_day_and_per_week() -> None:
     assert shaped["key_type"] == "timestamp"
     assert [k["key"] for k in shaped["keys"]] == [
         "email_only", "informational", "plaintext", "infected", "cookies",
-        "other"]
+        "access", "other"]
     days = {d["label"]: (d["value"], d["values"]) for d in shaped["data"]}
     assert days["2026-03-09"] == (3, [{"key": "email_only", "value": 1},
                                       {"key": "cookies", "value": 1},
-                                      {"key": "other", "value": 1}])
+                                      {"key": "access", "value": 1}])
     # Every day of the period has its bar, in order, zero on quiet days.
     assert [d["label"] for d in shaped["data"]] == [
         f"2026-03-{n:02d}" for n in range(8, 16)]
@@ -124,7 +136,7 @@ def test_top_breaches_by_identities_with_titles() -> None:
         ("1", "Forum Breach", 2), ("2", "Breach 2", 2),
         ("3", "Shop Breach", 2), ("4", "Breach 4", 1)]
     assert shaped["data"][2]["values"] == [
-        {"key": "email_only", "value": 1}, {"key": "other", "value": 1}]
+        {"key": "email_only", "value": 1}, {"key": "access", "value": 1}]
 
 
 def test_top_breaches_are_ten() -> None:
@@ -142,7 +154,7 @@ def test_most_exposed_markdown() -> None:
         "|---|---|---|---|",
         "| a\\@corp\\.example | 2 | Plaintext password (20) | 2026-03-14 |",
         "| b\\@corp\\.example | 2 | Infected device (25) | 2026-03-14 |",
-        "| d\\@corp\\.example | 2 | Other (30) | 2026-03-09 |",
+        "| d\\@corp\\.example | 2 | Access data (30) | 2026-03-09 |",
         "| c\\@corp\\.example | 1 | Informational (5) | 2026-03-10 |",
         "| f\\@corp\\.example | 1 | Other | 2026-03-11 |",
     ]

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import pivots
+from .observables import email
 from .records import Catalog, Record
 
 # An observable as CTIM names it: (type, value as sent).
@@ -163,7 +164,8 @@ def sighting(
         "observed_time": observed_time,
         "targets": [{
             "type": kind,
-            "observables": observables,
+            "observables": _targeted(observables, record)
+            if kind == "domain" else observables,
             "observed_time": observed_time,
         }],
         "severity": severity(record, catalog),
@@ -183,6 +185,16 @@ def sighting(
     if record.infected_machine_id or (record.severity or 0) >= 25:
         _add_pivots(doc, dict(record.fields), record, observed_time)
     return doc
+
+
+def _targeted(observables: list[dict[str, str]],
+              record: Record) -> list[dict[str, str]]:
+    """A domain's target: the domain, and the employee the record concerns
+    (its own email, when it has a valid one)."""
+    address = dict(record.fields).get("email")
+    address = email(address) if isinstance(address, str) else None
+    return observables + [{"type": "email", "value": address}] if address \
+        else observables
 
 
 # Relation names from CTIM's vocabulary of observable relations (see

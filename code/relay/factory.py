@@ -114,7 +114,7 @@ def _services(settings: Settings, clock: Callable[[], float],
     client = http.Client(connections=settings.worker_connections,
                          ca_bundle=settings.ca_bundle or settings.ssl_cert_file)
     spycloud = SpyCloud(Transport(settings, client, limits),
-                        settings.max_pages)
+                        settings.max_pages, settings.domain_max_pages)
     jwks = JwksCache(
         client,
         settings.jwks_url_template,

@@ -156,8 +156,7 @@ class Lookup:
                 if found is not None:
                     errors.append(found)
                 continue
-            errors.extend(_notes(observable, found.records,
-                                 self.spycloud.max_pages))
+            errors.extend(_notes(observable, found.records))
             left_out += min(found.records.matched, options.entities_limit) \
                 - len(found.records.records)
             results.append(found.mapped)
@@ -218,9 +217,7 @@ class Lookup:
             return RelayError(UNEXPECTED.format(value=observable.value))
 
 
-def _notes(
-    observable: Observable, found: Records, max_pages: int
-) -> list[RelayError]:
+def _notes(observable: Observable, found: Records) -> list[RelayError]:
     """The analyst-facing warnings of one observable's records."""
     notes = []
     if found.rejected:
@@ -229,10 +226,18 @@ def _notes(
             f"SpyCloud returned {found.rejected} unusable record(s) for"
             f" {observable.value}; they are left out.",
         ))
-    if found.capped:
+    if found.capped and found.hits is not None and found.hits > found.read:
+        notes.append(warning(
+            "too many results",
+            f"SpyCloud holds {found.hits:,} records for {observable.value};"
+            f" the relay reads at most {found.pages} pages, and this answer"
+            f" covers the newest {found.read:,} of them.",
+        ))
+    elif found.capped:
         notes.append(warning(
             "too many results",
             f"SpyCloud holds more records for {observable.value} than the"
-            f" relay reads ({max_pages} pages); older records were not read.",
+            f" relay reads ({found.pages} pages); older records were not"
+            " read.",
         ))
     return notes

@@ -165,6 +165,7 @@ def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None
 
 CHECKS: dict[str, Callable[[str], str | None]] = {
     "email": email, "user": username, "ip": ipv4, "ipv6": ipv6,
+    "domain": domain,
 }
 NAMES = {"email": "email address", "user": "username",
-         "ip": "IPv4 address", "ipv6": "IPv6 address"}
+         "ip": "IPv4 address", "ipv6": "IPv6 address", "domain": "domain"}

@@ -32,6 +32,7 @@ class Page:
 
     results: tuple[Mapping[str, Any], ...]
     cursor: str
+    hits: int | None = None  # SpyCloud's total for the query, if usable
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,10 @@ def parse_page(payload: Any) -> Page:
     cursor = payload.get("cursor") or ""
     if not isinstance(cursor, str):
         raise PayloadError("'cursor' is not a string")
-    return Page(tuple(results), cursor)
+    hits = payload.get("hits")
+    usable = isinstance(hits, int) and not isinstance(hits, bool) \
+        and hits >= 0
+    return Page(tuple(results), cursor, hits if usable else None)
 
 
 def parse_record(

@@ -248,7 +248,13 @@ class Settings:
         " 300); what was obtained by then is returned with an error")
     max_pages: int = var(
         "SPYCLOUD_MAX_PAGES", 10, count,
-        "pages of 1,000 records read per observable; more gives a warning")
+        "pages of 1,000 records read per observable (a domain:"
+        " `DOMAIN_MAX_PAGES`); more gives a warning")
+    domain_max_pages: int = var(
+        "DOMAIN_MAX_PAGES", 5, count,
+        "pages of 1,000 records read per domain (a domain holds its"
+        " employees' records and the logins stolen for its sites); more"
+        " gives a warning with SpyCloud's total")
     max_concurrency: int = var(
         "SPYCLOUD_MAX_CONCURRENCY", 20, count,
         "SpyCloud calls in flight per API key, across all requests of a"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 HEALTH_PATH = "watchlist/example.org"
 # The path segment of each observable type's records.
 SELECTORS = {"email": "emails", "user": "usernames", "ip": "ips",
-             "ipv6": "ips"}
+             "ipv6": "ips", "domain": "domains"}
 CATALOG_BATCH = 10  # ids per catalog call: SpyCloud documents no limit
 EVERY_RECORD = RecordFilter()
 
@@ -41,14 +41,23 @@ class Records:
     matched: int  # records read that passed the filter, kept or not
     rejected: int  # records that could not be parsed
     capped: bool  # the page cap stopped the paging: SpyCloud holds more
+    read: int = 0  # distinct records read, whatever the filter said
+    hits: int | None = None  # SpyCloud's total, as its first page said
+    pages: int = 0  # the page cap that applied
 
 
 class SpyCloud:
     """The enterprise-v2 endpoints the relay calls."""
 
-    def __init__(self, transport: Transport, max_pages: int) -> None:
+    def __init__(self, transport: Transport, max_pages: int,
+                 domain_max_pages: int | None = None) -> None:
         self.transport = transport
         self.max_pages = max_pages
+        self.domain_max_pages = domain_max_pages or max_pages
+
+    def pages(self, kind: str) -> int:
+        """The most pages read for one observable of *kind*."""
+        return self.domain_max_pages if kind == "domain" else self.max_pages
 
     def ping(self, ctx: Context) -> None:
         """Make one authenticated call, as the health check does."""
@@ -71,11 +80,14 @@ class SpyCloud:
             if record is not None and only.admits(record):
                 newest.add((record,))
 
+        paging = Paging()
         rejected, capped = self._pages(
             ctx, f"breach/data/{SELECTORS[kind]}", quote(value, safe="@"),
             {"since": only.since.isoformat()} if only.since else {},
-            self.max_pages, offer, kept)
-        return Records(newest.records(), newest.seen, rejected, capped)
+            self.pages(kind), offer, kept, paging)
+        return Records(newest.records(), newest.seen, rejected, capped,
+                       len(paging.documents) + paging.unnamed, paging.hits,
+                       self.pages(kind))
 
     def watchlist(
         self, ctx: Context, since: dt.date, max_pages: int,
@@ -101,6 +113,7 @@ class SpyCloud:
         self, ctx: Context, endpoint: str, segment: str,
         params: dict[str, str], max_pages: int,
         offer: Callable[[Any], None], kept: Kept | None,
+        paging: Paging | None = None,
     ) -> tuple[int, bool]:
         """Follow the cursor of *endpoint*/*segment* up to *max_pages*,
         offering each raw record while its page holds a parse slot; return
@@ -109,13 +122,13 @@ class SpyCloud:
         path = f"{endpoint}/{segment}" if segment else endpoint
         cursor = ""
         seen: set[str] = set()
-        documents: set[Any] = set()  # each record is offered once
+        paging = paging or Paging()
         rejected = 0
         for _ in range(max_pages):
             answer = self.transport.get_json(
                 ctx, path,
                 {**params, "cursor": cursor} if cursor else params or None,
-                parse=lambda payload: _fold(_page(payload), offer, documents),
+                parse=lambda payload: _fold(_page(payload), offer, paging),
                 endpoint=endpoint, kept=kept,
             )
             if answer is None:  # 400: an identifier SpyCloud won't search
@@ -159,19 +172,34 @@ def _page(payload: Any) -> Page:
             kind="bad_body", status=200) from exc
 
 
+@dataclass
+class Paging:
+    """What one paging met: the documents offered (each once), records
+    without a usable id, and SpyCloud's total as its first page said."""
+
+    documents: set[str] = field(default_factory=set)
+    unnamed: int = 0
+    hits: int | None = None
+    first: bool = True
+
+
 def _fold(page: Page, offer: Callable[[Any], None],
-          documents: set[Any]) -> tuple[str, int]:
+          paging: Paging) -> tuple[str, int]:
     """Offer a page's records one by one, each `document_id` once however
-    often SpyCloud sends it (*documents*: those offered so far); return the
+    often SpyCloud sends it (*paging*: what was offered so far); return the
     page's cursor and how many records were unusable. The page is dropped
     once read."""
+    if paging.first:
+        paging.hits, paging.first = page.hits, False
     rejected = 0
     for raw in page.results:
         document = raw.get("document_id") if isinstance(raw, dict) else None
         if isinstance(document, str):
-            if document in documents:
+            if document in paging.documents:
                 continue
-            documents.add(document)
+            paging.documents.add(document)
+        else:
+            paging.unnamed += 1
         try:
             offer(raw)
         except ValueError as exc:

@@ -309,3 +309,26 @@ def test_other_types_name_themselves_and_get_their_own_ids() -> None:
     assert by_ip["relations"][0]["source"] == {"type": "ip",
                                                "value": "203.0.113.5"}
     assert by_ip["id"] != by_user["id"]
+
+
+def test_a_domains_target_names_the_employee_the_record_concerns() -> None:
+    sighting = ctim.sighting(("domain", "example.com"), record(), catalog())
+    domain = {"type": "domain", "value": "example.com"}
+    assert sighting["observables"] == [domain]
+    assert sighting["targets"][0]["type"] == "domain"
+    assert sighting["targets"][0]["observables"] == [
+        domain, {"type": "email", "value": "jane.doe@example.com"}]
+    assert sighting["relations"][0]["source"] == domain  # Leaked_From
+    by_email = ctim.sighting(("email", "jane.doe@example.com"), record(),
+                             catalog())
+    assert sighting["id"] != by_email["id"]
+    assert by_email["targets"][0]["observables"] == by_email["observables"]
+
+
+@pytest.mark.parametrize("value", [None, "", "not an email", "a@b", 17,
+                                   "jane\u200b@example.com"])
+def test_a_domains_target_leaves_out_an_unusable_email(value: Any) -> None:
+    sighting = ctim.sighting(("domain", "example.com"), record(email=value),
+                             catalog())
+    assert sighting["targets"][0]["observables"] == [
+        {"type": "domain", "value": "example.com"}]

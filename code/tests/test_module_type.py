@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from relay import ctim, options
+from relay import ctim, observables, options
 
 MODULE_TYPE = Path(__file__).parents[1] / "module_type.json"
 
@@ -56,3 +56,12 @@ def test_the_mask_passwords_tooltip_shows_the_mask_the_relay_writes() -> None:
     assert f" as {ctim.masked('hunter2')} " in tooltip
     card = ctim.masked("4111 1111 1111 1234", ctim.CARD_NUMBER)
     assert f"as {card})" in tooltip
+
+
+def test_the_module_names_every_type_it_looks_up() -> None:
+    doc = json.loads(MODULE_TYPE.read_text())
+    (observe,) = [c for c in doc["capabilities"] if c["id"] == "observe"]
+    for kind in observables.CHECKS:
+        assert f" {kind}" in observe["description"], kind
+        assert observables.NAMES[kind].split()[0].lower() in \
+            doc["description"].lower(), kind

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from relay.observables import Observable, email, ipv4, ipv6, supported, username
+from relay.observables import (
+    Observable, domain, email, ipv4, ipv6, supported, username,
+)
 
 
 @pytest.mark.parametrize(("value", "query"), [
@@ -63,14 +65,44 @@ def test_supported_keeps_order_and_dedupes_per_type() -> None:
         {"type": "ipv6", "value": "2001:db8:0::5"},
         {"type": "user", "value": "JDoe"},
         {"type": "ip", "value": "203.0.113.0/24"},
+        {"type": "domain", "value": "Example.COM."},
         {"type": "domain", "value": "example.com"},
+        {"type": "sha256", "value": "ab" * 32},
     ], cap=10)
     assert query.observables == (
         Observable("email", "Jane@Example.com", "jane@example.com"),
         Observable("ipv6", "2001:DB8::5", "2001:db8::5"),
         Observable("user", "jdoe", "jdoe"),
         Observable("user", "JDoe", "JDoe"),
+        Observable("domain", "Example.COM.", "example.com"),
     )
     assert [w.message for w in query.warnings] == [
         "'203.0.113.0/24' is not a valid IPv4 address; it was not looked up."
     ]
+
+
+@pytest.mark.parametrize(("value", "query"), [
+    ("corp.example", "corp.example"),
+    ("Mail.Corp.Example", "mail.corp.example"),  # lower-cased
+    ("corp.example.", "corp.example"),  # one trailing dot dropped
+    ("a.b", "a.b"),  # labels of one character
+    ("x1-y2.example", "x1-y2.example"),  # digits and inner hyphens
+    (f"{'a' * 63}.example", f"{'a' * 63}.example"),
+    (".".join(["a" * 62] * 4) + ".b", ".".join(["a" * 62] * 4) + ".b"),
+    ("bücher.example", "xn--bcher-kva.example"),  # an IDN as punycode
+    ("xn--bcher-kva.example", "xn--bcher-kva.example"),
+    ("localhost", None),  # one label
+    ("corp.example..", None),  # two trailing dots
+    (".corp.example", None), ("corp..example", None),  # an empty label
+    ("-corp.example", None), ("corp-.example", None),  # end hyphens
+    (f"{'a' * 64}.example", None),  # a label over 63
+    (".".join(["a" * 62] * 4) + ".bc", None),  # 254 characters
+    ("*.corp.example", None),  # a wildcard
+    ("corp.example/login", None), ("https://corp.example", None),
+    ("corp.example:443", None), ("corp example.com", None),
+    (" corp.example", None), ("corp_mail.example", None),
+    ("203.0.113.5", None),  # an address, not a name
+    ("", None), (".", None),
+])
+def test_domain(value: str, query: str | None) -> None:
+    assert domain(value) == query

@@ -183,3 +183,11 @@ def test_a_catalog_site_is_kept_only_as_a_domain(site: Any,
 def test_a_catalog_uuid_is_kept_only_as_a_uuid(uuid: Any,
                                                kept: str | None) -> None:
     assert parse_catalog({**CATALOG, "uuid": uuid}).uuid == kept
+
+
+@pytest.mark.parametrize(("hits", "read"), [
+    (12, 12), (0, 0), (None, None), (True, None), (-1, None), ("12", None),
+    (1.5, None)])
+def test_a_pages_total_is_kept_when_usable(hits: Any, read: Any) -> None:
+    assert parse_page({"cursor": "", "results": [], "hits": hits}).hits \
+        == read

@@ -73,7 +73,7 @@ def test_search_links_stay_when_spycloud_fails(client, mocked, auth) -> None:
 
 def test_nothing_supported_is_an_empty_list(client, mocked) -> None:
     assert client.post("/refer/observables", json=[
-        {"type": "domain", "value": "example.com"}]).json == {"data": []}
+        {"type": "url", "value": "https://example.com/"}]).json == {"data": []}
     assert len(mocked.calls) == 0
 
 

@@ -88,7 +88,7 @@ def test_chunked_body_too_large(client, size) -> None:
 
 
 def test_chunked_body_within_the_cap_is_read(client) -> None:
-    body = json.dumps([{"type": "domain", "value": "example.com"}]).encode()
+    body = json.dumps([{"type": "url", "value": "https://example.com/"}]).encode()
     response = client.post("/observe/observables",
                            input_stream=io.BytesIO(body),
                            headers={"Transfer-Encoding": "chunked"},
@@ -127,7 +127,7 @@ def test_malformed_observables(client, mocked, payload, detail) -> None:
 
 def test_nothing_supported_needs_no_token(client, mocked) -> None:
     response = client.post("/observe/observables", json=[
-        {"type": "domain", "value": "example.com"},
+        {"type": "url", "value": "https://example.com/"},
         {"type": "sha256", "value": "ab" * 32, "extra": True},
     ])
     assert response.json == {"data": {}}

@@ -30,6 +30,12 @@ PIVOTS = shlex.quote(
     " r['related']['value']) for s in json.load(sys.stdin)['data']"
     "['sightings']['docs'] for r in s['relations']]")
 PIVOTS = f"python3 -c {PIVOTS}"
+# Prints an answer's counts and its warnings.
+ERRORS = shlex.quote(
+    "import json, sys; b = json.load(sys.stdin); [print(k, v['count'])"
+    " for k, v in b['data'].items()]; [print(e['code'], e['message'])"
+    " for e in b.get('errors', [])]")
+ERRORS = f"python3 -c {ERRORS}"
 REFER = shlex.quote(json.dumps([{"type": "email", "value": "jane.doe@demo.test"},
                                 {"type": "ipv6", "value": "2001:db8::5"}]))
 
@@ -120,6 +126,13 @@ curl -s -X POST {stack.url}/health -H {auth}; echo
 
 curl -s -X POST {stack.url}/observe/observables -H {auth} \\
   -H 'Content-Type: application/json' -d @{OBSERVABLES} | {PRETTY}
+
+A domain: its employees' records and the logins stolen for its sites,
+more than the relay reads (the warning says how many SpyCloud holds):
+
+curl -s -X POST {stack.url}/observe/observables -H {auth} \\
+  -H 'Content-Type: application/json' \\
+  -d '[{{"type": "domain", "value": "demo.test"}}]' | {ERRORS}
 
 The machine an infostealer took, and where the stolen logins work:
 

@@ -22,7 +22,9 @@ Demo identifiers (any other address gets 0-8 records derived from its hash):
 | `longtext@demo.test` | a breach whose texts exceed CTIM's limits |
 | username `jdoe` | 4 records (`breach/data/usernames/jdoe`) |
 | IPs `203.0.113.5`, `2001:db8::5` | 3 infected-machine records each |
-| `breach/data/domains/<d>` | the records of alice, bob and carol at `<d>` |
+| `breach/data/domains/<d>` | alice, bob and carol at `<d>`, and logins at `<d>` |
+|   | stolen from 3 people elsewhere; `demo.test`: 6,423 records (7 pages), |
+|   | `corp.example`: 2 pages |
 | `breach/data/watchlist` | 60 employees over 90 days: a few new exposures a |
 |   | week, three infected machines |
 | `n<R>.b<B>.s<S>[.u<U>]@bench.test` | R records, B breaches of set S (.u: same |
@@ -324,11 +326,33 @@ def ips(address: str) -> tuple[dict[str, Any], ...]:
                  for n in range(count))
 
 
-@functools.lru_cache(maxsize=64)
+# The demo's domains: each staff member's records (four each, severities
+# 2 to 30) come after the named people's; `demo.test` holds more than five
+# pages, `corp.example` (the watchlist's) two.
+DOMAIN_STAFF = {"demo.test": 1600, "corp.example": 400}
+DOMAIN_PEOPLE = {"demo.test": ("jane.doe", "infected", "severities")}
+OUTSIDERS = 3  # people elsewhere whose stolen logins open the domain's sites
+
+
+@functools.lru_cache(maxsize=16)
 def domains(domain: str) -> tuple[dict[str, Any], ...]:
-    """Return the records of three employees of a domain."""
-    return tuple(r for local in ("alice", "bob", "carol")
-                 for r in records(f"{local}@{domain}"))
+    """Return what SpyCloud holds for a domain: its employees' records
+    (alice, bob and carol everywhere; the demo's named people and staff
+    on its domains) and, from infostealer logs, the credentials of people
+    elsewhere typed into the domain's login sites."""
+    people = (*DOMAIN_PEOPLE.get(domain, ()), "alice", "bob", "carol")
+    found = [r for local in people for r in records(f"{local}@{domain}")]
+    found += [r for n in range(DOMAIN_STAFF.get(domain, 0))
+              for r in _spread(f"staff{n}@{domain}", 4,
+                               [1001 + n % 12, 1020 + n % 7],
+                               (2, 20, 26, 30) if n % 50 == 0
+                               else (2, 5, 20, 20))]
+    for n in range(OUTSIDERS):
+        email = f"contractor{n}@partner.example"
+        found.append(_record(email, 500 + n, INFOSTEALER_SOURCE, 25,
+                             stolen_login(domain, _rng("login", domain, n))))
+    found.sort(key=lambda r: r["spycloud_publish_date"], reverse=True)
+    return tuple(found)
 
 
 WATCHLIST_PEOPLE = 60

@@ -47,13 +47,38 @@ def test_other_observable_types(stack, kind, value, sent, count) -> None:
         r["document_id"] for r in synthetic.find(selector, sent)}
 
 
-def test_min_severity(stack) -> None:
+@pytest.mark.parametrize(("minimum", "kept"), [
+    ("20", [20, 25, 26, 30]), ("26", [26, 30]), ("30", [30])])
+def test_min_severity(stack, minimum, kept) -> None:
     body = post(stack, "/observe/observables",
-                [("email", "severities@demo.test")], MIN_SEVERITY="20")
+                [("email", "severities@demo.test")], MIN_SEVERITY=minimum)
     severity = {r["document_id"]: r["severity"]
                 for r in synthetic.records("severities@demo.test")}
     assert sorted(severity[d["external_ids"][0]] for d in sightings(body)) \
-        == [20, 25, 26, 30]  # 2 and 5 left out; 26 and 30 kept
+        == kept
+    assert "errors" not in body
+
+
+def test_a_domain_of_many_pages(stack) -> None:
+    before = stats(stack)
+    body = post(stack, "/observe/observables", [("domain", "Demo.Test")])
+    held = len(synthetic.domains("demo.test"))
+    assert held > 5_000
+    assert body["errors"] == [{
+        "type": "warning", "code": "too many results",
+        "message": f"SpyCloud holds {held:,} records for Demo.Test; the relay"
+        " reads at most 5 pages, and this answer covers the newest 5,000 of"
+        " them."}]
+    docs = sightings(body)
+    assert len(docs) == 100  # the entity limit, as for every type
+    assert {d["observables"][0]["value"] for d in docs} == {"Demo.Test"}
+    employees = {o["value"] for d in docs
+                 for o in d["targets"][0]["observables"] if o["type"] == "email"}
+    assert employees and all(e.endswith("@demo.test") or
+                             e.endswith("@partner.example") for e in employees)
+    after = stats(stack)
+    assert after["calls"]["breach/data/domains"] - before["calls"].get(
+        "breach/data/domains", 0) == 5
 
 
 def test_lookback_days_reaches_spycloud_as_since(stack) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import socket
 import statistics
 import sys
@@ -181,6 +182,45 @@ def scenario(bench: Bench, name: str, round_trips: int, repeat: int,
         values = emails(name, 900)
         row.original_seconds, row.original_calls = bench.original(values)
     return row
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User and system CPU the processes *pids* have used, in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        # The fields after the command's name (which may hold spaces).
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2]
+        utime, stime = fields.split()[11:13]
+        total += int(utime) + int(stime)
+    return total / ticks
+
+
+def cpu_per_batch(bench: Bench, batches: int = 40,
+                  first: int = 1000) -> tuple[float, int, int]:
+    """The relay's CPU (its workers and master) per 10-email batch whose
+    breaches are known, over *batches* batches; with the sightings and
+    SpyCloud calls of one batch (the emails and breaches of batches
+    *first* onwards: new to the relay)."""
+    pids = [bench.stack.process.pid, *bench.stack.worker_pids()]
+    runs = []
+    for run in range(batches):
+        bench.observe(emails("cold", first + run))
+        values = emails("batch", first + run)
+        for email in values:  # the emulator builds its pages first
+            bench.session.get(bench.stack.emulator.url
+                              + f"breach/data/emails/{email}", timeout=30,
+                              headers={"X-API-Key": bench.stack.api_key})
+        runs.append(values)
+    sightings = calls = 0
+    before = cpu_seconds(pids)
+    for values in runs:
+        bench.reset()
+        body = bench.observe(values)
+        sightings = body["data"]["sightings"]["count"]
+        calls = bench.calls()
+    used = cpu_seconds(pids) - before
+    return used / batches, sightings, calls
 
 
 def two_customers(a: Bench, b: Bench, repeat: int) -> tuple[float, float]:
@@ -489,6 +529,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             say(f"scenario {name}")
             rows.append(scenario(bench, name, trips, args.repeat,
                                  not args.no_original))
+        say("CPU per batch")
+        cpu = cpu_per_batch(bench)
         say("two customers, slow clients, hanging requests")
         alone, loaded = two_customers(bench, other, args.repeat)
         slow = slow_clients(other, args.repeat)
@@ -529,6 +571,11 @@ def main(argv: Sequence[str] | None = None) -> None:
           f" clients: {figures['throughput']:.0f} req/s,"
           f" p50 {figures['p50'] * 1000:.0f} ms,"
           f" p99 {figures['p99'] * 1000:.0f} ms, errors {figures['errors']}")
+    per_batch, sightings, calls = cpu
+    print(f"relay CPU per 10-email batch (breaches known, 40 batches):"
+          f" {per_batch * 1000:.1f} ms, {per_batch * 1e6 / sightings:.0f} µs"
+          f" per sighting ({sightings}), {per_batch * 1000 / calls:.2f} ms"
+          f" per SpyCloud call ({calls})")
     print(f"JWKS fetches over the whole run: {fetches}")
     for line in costs:
         print(line)

@@ -1,21 +1,18 @@
 """The Redis that workers and replicas share (`REDIS_URL`): its client,
 and the fallback that makes Redis down or slow not an outage.
 
-`REDIS_URL` names one Redis (`redis://`, `rediss://`, `unix://`), a
-primary found through Sentinel (`redis+sentinel://` or
-`rediss+sentinel://host:port[,host:port...]/<master>[/db]`) or a Redis
-Cluster (`redis+cluster://` or `rediss+cluster://host:port[,...]`: the
-nodes are seeds). Every key carries a hash tag, the customer's digest in
-`{}`, so each script and pipeline touches one slot of a cluster, and
-customers spread over its nodes.
+`REDIS_URL` names one Redis, a primary found through Sentinel, or a
+Redis Cluster (its forms: `redis_url.py`).
 
 Each operation has a short timeout; on a failure the relay uses its
 in-process caches and limits for `REDIS_RETRY_INTERVAL` seconds, says so
 once per interval, counts it, then tries Redis again. Every key carries
-the values' format version (`PREFIX`) and a customer's digest, never its
-key; a value that does not decode or fit is a miss, counted and logged
-once, never an error. What is shared lives with its concern:
-`catalog_cache.py`, `limits.py`, `flights.py`.
+the values' format version (`PREFIX`) and, as its hash tag, a customer's
+digest (never its key): each script and pipeline touches one slot of a
+cluster, and customers spread over its nodes. A value that does not
+decode or fit is a miss, counted and logged once, never an error. What is
+shared lives with its concern: `catalog_cache.py`, `limits.py`,
+`flights.py`.
 """
 
 from __future__ import annotations

@@ -80,14 +80,14 @@ class SpyCloud:
             if record is not None and only.admits(record):
                 newest.add((record,))
 
-        paging = Paging()
+        paging, pages = Paging(), self.pages(kind)
         rejected, capped = self._pages(
             ctx, f"breach/data/{SELECTORS[kind]}", quote(value, safe="@"),
             {"since": only.since.isoformat()} if only.since else {},
-            self.pages(kind), offer, kept, paging)
+            pages, offer, kept, paging)
         return Records(newest.records(), newest.seen, rejected, capped,
                        len(paging.documents) + paging.unnamed, paging.hits,
-                       self.pages(kind))
+                       pages)
 
     def watchlist(
         self, ctx: Context, since: dt.date, max_pages: int,

@@ -37,7 +37,9 @@ class Page:
 
 @dataclass(frozen=True)
 class Record:
-    """One breach record, its fields in SpyCloud's order."""
+    """One breach record: the fields mapping needs, checked, and every
+    field as SpyCloud sent it, in its order (the answer's own mapping,
+    kept rather than copied: nothing changes it)."""
 
     document_id: str
     source_id: int
@@ -45,7 +47,7 @@ class Record:
     severity: int | None
     sighting: int
     infected_machine_id: str | None
-    fields: tuple[tuple[str, Any], ...]
+    fields: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,7 @@ def parse_record(
         severity=_as_int(raw.get("severity")),
         sighting=sighting if sighting and sighting > 0 else 1,
         infected_machine_id=str(machine) if machine else None,
-        fields=tuple(raw.items()),
+        fields=raw,
     )
 
 

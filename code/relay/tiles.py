@@ -126,7 +126,7 @@ class Exposure:
         if not self.start <= record.published <= self.end:
             self.outside += 1
             return
-        fields = dict(record.fields)
+        fields = record.fields
         who = str(fields.get("email") or fields.get("username") or "unknown")
         severity = record.severity if record.severity is not None else -1
         kind = CLASS_OF.get(severity, OTHER)

@@ -12,8 +12,10 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import operator
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from . import pivots
@@ -55,22 +57,30 @@ CATALOG_CONFIDENCE = {1: "High", 2: "Medium", 3: "Low"}
 @functools.lru_cache(maxsize=4096)
 def time(value: dt.datetime) -> str:
     """Format a UTC time as CTIM wants it, with microseconds and `Z`
-    (cached: SpyCloud's dates are days, shared by many records)."""
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    (cached: SpyCloud's dates are often days, shared by many records)."""
+    utc = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    # isoformat is several times cheaper than strftime; below year 1000
+    # they differ (strftime does not pad the year).
+    return utc.isoformat(timespec="microseconds") + "Z" if utc.year >= 1000 \
+        else utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def transient_id(kind: str, *names: str) -> str:
     """Return a stable `transient:<kind>-<uuid5>` id for the given names."""
-    # uuid.uuid5 without building a UUID object: three ids per record make
-    # this the mapping's hottest line.
-    digest = bytearray(hashlib.sha1(
+    # uuid.uuid5 without building a UUID object, its version and variant
+    # set in the hex text: three ids per record make this the mapping's
+    # hottest line.
+    h = hashlib.sha1(
         _NAMESPACE + "\x1f".join(names).encode(),
         usedforsecurity=False,  # RFC 4122 name-based id, not a secret
-    ).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"transient:{kind}-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    ).hexdigest()
+    return (f"transient:{kind}-{h[:8]}-{h[8:12]}-5{h[13:16]}"
+            f"-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}")
+
+
+# The RFC 4122 variant's hex digit (10xx) for each first digit of the
+# clock sequence.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 def severity(record: Record, catalog: Catalog | None) -> str:
@@ -89,27 +99,44 @@ def data_table(record: Record, mask: bool = False) -> dict[str, Any]:
     """Show the record's remaining fields as a one-row string table; with
     *mask*, password and card values are masked."""
     fields = record.fields
-    shown, names, secret = _layout(tuple([k for k, _ in fields]))
+    keys = tuple(fields)
+    layout = _layout(keys)
     row = [v if type(v) is str else _cell(v)
-           for v in [fields[i][1] for i in shown]]
+           for v in layout.pick(tuple(fields.values()))]
     if mask:
-        for j in secret:
-            row[j] = masked(row[j], fields[shown[j]][0])
-    return {"columns": [{"name": name, "type": "string"} for name in names],
-            "rows": [row]}
+        for j in layout.secret:
+            row[j] = masked(row[j], keys[layout.shown[j]])
+    return {"columns": layout.columns, "rows": [row]}
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """The data table of records with the same field names."""
+
+    shown: tuple[int, ...]  # positions of the fields shown
+    secret: tuple[int, ...]  # which shown cells hold secrets
+    # The table's columns: one list shared by every table of this layout
+    # (a document is never changed once built, and written at once).
+    columns: list[dict[str, str]]
+    pick: Callable[[tuple[Any, ...]], tuple[Any, ...]]  # the shown values
 
 
 @functools.lru_cache(maxsize=1024)
-def _layout(
-    names: tuple[str, ...],
-) -> tuple[tuple[int, ...], tuple[str, ...], tuple[int, ...]]:
-    """For records with these field names (records of one source share
-    them), worked out once: the positions of the fields shown, their
-    column names, and which shown cells hold secrets."""
+def _layout(names: tuple[str, ...]) -> _Layout:
+    """Work out the table of records with these field names once (the
+    records of one source share them)."""
     shown = tuple(i for i, name in enumerate(names)
                   if name not in HIDDEN_FIELDS)
     secret = tuple(j for j, i in enumerate(shown) if _secret(names[i]))
-    return shown, tuple(cut(names[i], SHORT_TEXT) for i in shown), secret
+    columns = [{"name": cut(names[i], SHORT_TEXT), "type": "string"}
+               for i in shown]
+    pick: Callable[[tuple[Any, ...]], tuple[Any, ...]]
+    if len(shown) > 1:
+        pick = operator.itemgetter(*shown)
+    else:
+        def pick(values: tuple[Any, ...]) -> tuple[Any, ...]:
+            return tuple(values[i] for i in shown)
+    return _Layout(shown, secret, columns, pick)
 
 
 MASK = "********"  # a secret's mask: the same width whatever its length
@@ -183,7 +210,7 @@ def sighting(
             _related(observables[0], "Leaked_From",
                      {"type": "domain", "value": catalog.site}))
     if record.infected_machine_id or (record.severity or 0) >= 25:
-        _add_pivots(doc, dict(record.fields), record, observed_time)
+        _add_pivots(doc, record.fields, record, observed_time)
     return doc
 
 
@@ -191,7 +218,7 @@ def _targeted(observables: list[dict[str, str]],
               record: Record) -> list[dict[str, str]]:
     """A domain's target: the domain, and the employee the record concerns
     (its own email, when it has a valid one)."""
-    address = dict(record.fields).get("email")
+    address = record.fields.get("email")
     address = email(address) if isinstance(address, str) else None
     return observables + [{"type": "email", "value": address}] if address \
         else observables
@@ -233,8 +260,10 @@ def _add_pivots(doc: dict[str, Any], fields: Mapping[str, Any],
 
 def _related(source: dict[str, str], relation: str,
              related: dict[str, str]) -> dict[str, Any]:
+    # The observables are shared, not copied: nothing changes a document
+    # once it is built, and it is written as JSON at once.
     return {"origin": "Spycloud Breach Module", "relation": relation,
-            "source": dict(source), "related": dict(related)}
+            "source": source, "related": related}
 
 
 def indicator(catalog: Catalog) -> dict[str, Any]:

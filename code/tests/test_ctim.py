@@ -153,6 +153,29 @@ def test_data_table_keeps_order_and_joins_lists() -> None:
     }
 
 
+@pytest.mark.parametrize(("extra", "columns", "row"), [
+    ({}, [], []),
+    ({"zeta": 7}, ["zeta"], ["7"]),
+    ({"zeta": "z", "email": "a@b.co"}, ["zeta", "email"], ["z", "a@b.co"]),
+])
+def test_data_table_of_no_one_or_more_fields(extra, columns, row) -> None:
+    raw = {"document_id": "d", "source_id": 1, "severity": 2,
+           "spycloud_publish_date": "2021-01-01T00:00:00Z", **extra}
+    table = plain(ctim.data_table(parse_record(raw)))
+    assert table == {"columns": [{"name": n, "type": "string"}
+                                 for n in columns], "rows": [row]}
+
+
+def test_records_of_one_layout_get_each_their_own_row() -> None:
+    base = {"document_id": "d", "source_id": 1, "password": "p1",
+            "spycloud_publish_date": "2021-01-01T00:00:00Z", "zeta": "a"}
+    first = ctim.data_table(parse_record(base), True)
+    second = ctim.data_table(parse_record({**base, "zeta": "b"}), False)
+    assert first["rows"] == [[ctim.MASK, "a"]]
+    assert second["rows"] == [["p1", "b"]]
+    assert plain(first["columns"]) == plain(second["columns"])
+
+
 def test_transient_id_is_a_uuid5() -> None:
     import uuid
     expected = uuid.uuid5(ctim.ID_NAMESPACE, "a@b.co\x1fdoc-1")

@@ -14,6 +14,7 @@ kept. No I/O here.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import ipaddress
 import re
@@ -32,11 +33,12 @@ PLACEHOLDERS = frozenset({"", "n/a", "na", "none", "null", "unknown", "-",
                           "localhost", "undefined", "default"})
 # Addresses that lead nowhere on the internet: "this network" and
 # unspecified, private (RFC 1918, carrier-grade NAT, unique local),
-# loopback, link-local, multicast and reserved. Checked as integer ranges:
-# the ipaddress module's own properties cost ten times more.
+# loopback, link-local, multicast and reserved. Checked as integer ranges,
+# sorted and disjoint, found by bisection: the ipaddress module's own
+# properties cost ten times more.
 NO_LEAD = {
-    version: tuple((int(n.network_address), int(n.broadcast_address))
-                   for n in map(ipaddress.ip_network, networks))
+    version: tuple(sorted((int(n.network_address), int(n.broadcast_address))
+                          for n in map(ipaddress.ip_network, networks)))
     for version, networks in (
         (4, ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8",
              "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16",
@@ -44,6 +46,8 @@ NO_LEAD = {
         (6, ("::/8", "fc00::/7", "fe80::/10", "ff00::/8")),
     )
 }
+_FIRSTS = {version: [first for first, _ in ranges]
+           for version, ranges in NO_LEAD.items()}
 MAPPED = bytes(10) + b"\xff\xff"  # the prefix of an IPv4-mapped address
 # A host name of RFC 1123 labels (not all digits: that is an address).
 HOSTNAME = re.compile(r"(?=.{1,253}$)(?![\d.]+$)"
@@ -134,7 +138,10 @@ def ip(value: Any) -> tuple[str, str] | None:
         family, packed = socket.AF_INET, packed[12:]  # ::ffff:a.b.c.d
     version = 4 if family == socket.AF_INET else 6
     number = int.from_bytes(packed, "big")
-    if any(first <= number <= last for first, last in NO_LEAD[version]):
+    # The last range starting at or below the number is the only one that
+    # can hold it.
+    at = bisect.bisect_right(_FIRSTS[version], number) - 1
+    if at >= 0 and number <= NO_LEAD[version][at][1]:
         return None
     return ("ip" if version == 4 else "ipv6"), socket.inet_ntop(family, packed)
 

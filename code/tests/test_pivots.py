@@ -64,6 +64,33 @@ def test_addresses_that_lead_nowhere_are_left_out(address) -> None:
     assert pivots.ip(address) is None
 
 
+# Each range's first and last address lead nowhere; the addresses just
+# outside it do.
+EDGES = [
+    ("0.0.0.0", "0.255.255.255", None, "1.0.0.0"),
+    ("10.0.0.0", "10.255.255.255", "9.255.255.255", "11.0.0.0"),
+    ("100.64.0.0", "100.127.255.255", "100.63.255.255", "100.128.0.0"),
+    ("127.0.0.0", "127.255.255.255", "126.255.255.255", "128.0.0.0"),
+    ("169.254.0.0", "169.254.255.255", "169.253.255.255", "169.255.0.0"),
+    ("172.16.0.0", "172.31.255.255", "172.15.255.255", "172.32.0.0"),
+    ("192.168.0.0", "192.168.255.255", "192.167.255.255", "192.169.0.0"),
+    ("224.0.0.0", "255.255.255.255", "223.255.255.255", None),
+    ("::", "ff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", None, "100::"),
+    ("fc00::", "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fbff::1", "fe00::"),
+    ("fe80::", "febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fe7f::1", "fec0::"),
+    ("ff00::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "feff::1", None),
+]
+
+
+@pytest.mark.parametrize(("first", "last", "below", "above"), EDGES)
+def test_the_edges_of_each_range_that_leads_nowhere(
+        first, last, below, above) -> None:
+    assert pivots.ip(first) is None and pivots.ip(last) is None
+    for outside in (below, above):
+        if outside is not None:
+            assert pivots.ip(outside) is not None, outside
+
+
 @pytest.mark.parametrize(("address", "kind", "shown"), [
     ("203.0.113.7", "ip", "203.0.113.7"), (" 8.8.4.4 ", "ip", "8.8.4.4"),
     ("2001:DB8:0:0::1", "ipv6", "2001:db8::1"),

@@ -6,11 +6,12 @@ import datetime as dt
 import ipaddress
 import json
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import responses
 import stamina
 from cryptography import x509
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from devtools.tokenkit import TokenKit
+from relay import http
 from relay.factory import create_app
 from relay.settings import Settings
 
@@ -85,10 +87,48 @@ def client(app):
 
 
 @pytest.fixture
-def mocked() -> Iterator[responses.RequestsMock]:
-    """Mock every HTTP call; an unexpected or unused one fails the test."""
+def mocked(monkeypatch: pytest.MonkeyPatch
+           ) -> Iterator[responses.RequestsMock]:
+    """Mock every HTTP call the relay makes (`responses` stubs, each read
+    as the relay's client reads an answer); an unexpected or unused one
+    fails the test. Passed-through URLs go to the relay's real client."""
+    real = http.Client._exchange
     with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        def exchange(client: http.Client, url: str,
+                     headers: Mapping[str, str], timeout: tuple[float, float],
+                     max_bytes: int) -> http.Reply:
+            if any(url.startswith(str(prefix))
+                   for prefix in rsps.passthru_prefixes):
+                return real(client, url, headers, timeout, max_bytes)
+            return _stubbed(url, headers, timeout, max_bytes)
+
+        monkeypatch.setattr(http.Client, "_exchange", exchange)
         yield rsps
+
+
+def _stubbed(url: str, headers: Mapping[str, str],
+             timeout: tuple[float, float], max_bytes: int) -> http.Reply:
+    """One GET answered by a `responses` stub, its failures turned into
+    the relay's `HttpError`s as its client's are."""
+    request = requests.Request("GET", url, headers=dict(headers)).prepare()
+    try:
+        response = requests.adapters.HTTPAdapter().send(
+            request, timeout=timeout, stream=True)
+        body = b""
+        for chunk in response.iter_content(http.CHUNK):
+            body += chunk
+            if len(body) > max_bytes:
+                raise http.TooLarge(max_bytes, response.status_code)
+        return http.Reply(response.status_code, response.headers, body)
+    except requests.exceptions.SSLError as exc:
+        raise http.Unverified(str(exc)) from exc
+    except requests.Timeout as exc:
+        raise http.TimedOut() from exc
+    except (requests.ConnectionError,
+            requests.exceptions.ChunkedEncodingError) as exc:
+        raise http.Unreachable() from exc
+    except requests.RequestException as exc:  # any other: by its name
+        raise http.HttpError(type(exc).__name__) from exc
 
 
 @pytest.fixture

@@ -26,10 +26,13 @@ ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 class Server:
     """Answers every GET with the same JSON on keep-alive connections; with
     *hang_up*, closes each connection right after its first answer (without
-    saying so, as a server whose idle timeout ran out does)."""
+    saying so, as a server whose idle timeout ran out does); with *answer*
+    None, never answers, and False, closes the connection instead."""
 
-    def __init__(self, hang_up: bool = False) -> None:
+    def __init__(self, hang_up: bool = False,
+                 answer: bool | None = True) -> None:
         self.hang_up = hang_up
+        self.answer = answer
         self.arrivals: list[float] = []
         self.closed = 0  # connections this server has closed
         self.listener = _socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -54,6 +57,10 @@ class Server:
                 while b"\r\n\r\n" in pending:
                     _, _, pending = pending.partition(b"\r\n\r\n")
                     self.arrivals.append(time.perf_counter())
+                    if self.answer is None:
+                        continue
+                    if self.answer is False:
+                        return
                     conn.sendall(ANSWER)
                     if self.hang_up:
                         return
@@ -133,3 +140,38 @@ def test_nothing_listening_is_unreachable() -> None:
     client = http.Client(connections=10, ca_bundle=None)
     with pytest.raises(http.Unreachable):
         get(client, f"http://127.0.0.1:{port}/")
+
+
+def test_a_server_that_never_answers_is_left_when_the_call_is_out_of_time(
+        ) -> None:
+    server = Server(answer=None)
+    try:
+        client = http.Client(connections=10, ca_bundle=None)
+        started = time.perf_counter()
+        with pytest.raises(http.OutOfTime):
+            get(client, server.url, within=0.3)  # read timeout: 5 s
+        assert time.perf_counter() - started < 1
+    finally:
+        server.close()
+
+
+def test_a_server_that_drops_every_request_gets_it_twice_at_most() -> None:
+    server = Server(answer=False)
+    try:
+        client = http.Client(connections=10, ca_bundle=None)
+        with pytest.raises(http.Unreachable):
+            get(client, server.url)
+        # Once, and once more in case a pooled connection had died.
+        assert len(server.arrivals) <= 2
+    finally:
+        server.close()
+
+
+def test_a_proxy_of_another_scheme_than_http_fails_the_call(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "socks5://127.0.0.1:1080")
+    for name in ("NO_PROXY", "no_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    client = http.Client(connections=10, ca_bundle=None)
+    with pytest.raises(http.HttpError, match="unsupported proxy scheme"):
+        get(client, "https://spycloud.invalid/")

@@ -120,11 +120,22 @@ def when_ready(server):
         metrics.serve(SETTINGS.metrics_bind)
 
 
+# An answer allocates tens of thousands of short-lived containers (decoded
+# records, CTIM documents), nearly all freed by reference counting: with
+# Python's default of a young collection every 700 more allocations than
+# frees, a batch pays for scans that find almost nothing. One every 20,000
+# cut the worker's CPU per 10-email batch by ~5 % (measured paired), and
+# cyclic garbage still goes within about one request's worth of objects.
+GC_YOUNG_THRESHOLD = 20_000
+
+
 def post_worker_init(worker):
     """Exempt what start-up built (modules, the app) from garbage
     collection scans: each full collection would otherwise walk ~45,000
-    objects that live as long as the worker."""
+    objects that live as long as the worker. Collect the young generation
+    less often (GC_YOUNG_THRESHOLD)."""
     gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def post_request(worker, req, environ, resp):

@@ -3,13 +3,59 @@ relay that notes its token and observables for the log scan."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import requests
+from gevent import monkey
 
 from relay.digest import key_digest
+
+
+# A server of a test runs on real threads and sockets (gevent's originals),
+# so it goes on while the relay's greenlets are busy.
+_socket = monkey.get_original("socket", "socket")
+_thread = monkey.get_original("_thread", "start_new_thread")
+
+
+class ThreadedServer:
+    """A loopback listener that hands each connection to *serve* on a real
+    thread of its own, until closed."""
+
+    def __init__(self) -> None:
+        self.listener = _socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(128)
+        self.origin = "http://127.0.0.1:%d" % self.listener.getsockname()[1]
+        _thread(self._accept, ())
+
+    def _accept(self) -> None:
+        while True:
+            try:  # not accept(): it would wrap the socket in gevent's class
+                fd, _ = self.listener._accept()  # type: ignore[attr-defined]
+            except OSError:  # closed: the test is over
+                return
+            _thread(self.serve, (_socket(fileno=fd),))
+
+    def serve(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def spawn(function: Callable[..., None], *args: Any) -> None:
+        """Run *function* on another real thread."""
+        _thread(function, args)
+
+    @staticmethod
+    def connect(host: str, port: int) -> socket.socket:
+        """A real socket connected to *host*:*port*."""
+        sock = _socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.connect((host, port))
+        return sock
+
+    def close(self) -> None:
+        self.listener.close()
 
 
 def page(results: list[Any], cursor: str = "") -> dict[str, Any]:

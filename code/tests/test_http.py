@@ -12,18 +12,17 @@ from collections.abc import Iterator
 
 import gevent
 import pytest
-from gevent import monkey
 
 from relay import http
 
-_socket = monkey.get_original("socket", "socket")
-_thread = monkey.get_original("_thread", "start_new_thread")
+from .helpers import ThreadedServer
+
 BODY = b'{"results": []}'
 ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
           b"Content-Length: %d\r\n\r\n" % len(BODY)) + BODY
 
 
-class Server:
+class Server(ThreadedServer):
     """Answers every GET with the same JSON on keep-alive connections; with
     *hang_up*, closes each connection right after its first answer (without
     saying so, as a server whose idle timeout ran out does); with *answer*
@@ -35,21 +34,10 @@ class Server:
         self.answer = answer
         self.arrivals: list[float] = []
         self.closed = 0  # connections this server has closed
-        self.listener = _socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen()
-        self.url = "http://127.0.0.1:%d/" % self.listener.getsockname()[1]
-        _thread(self._accept, ())
+        super().__init__()
+        self.url = self.origin + "/"
 
-    def _accept(self) -> None:
-        while True:
-            try:  # not accept(): it would wrap the socket in gevent's class
-                fd, _ = self.listener._accept()  # type: ignore[attr-defined]
-            except OSError:  # closed: the test is over
-                return
-            _thread(self._talk, (_socket(fileno=fd),))
-
-    def _talk(self, conn: socket.socket) -> None:
+    def serve(self, conn: socket.socket) -> None:
         pending = b""
         try:
             while data := conn.recv(65536):
@@ -67,9 +55,6 @@ class Server:
         finally:
             conn.close()
             self.closed += 1
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 @pytest.fixture

@@ -11,10 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gevent import monkey
 
 from devtools.emulator import DEFAULT_KEY, Emulator
 from relay.factory import create_app
+
+from .helpers import ThreadedServer
 
 
 @pytest.fixture(scope="module")
@@ -77,41 +78,24 @@ def test_a_jwks_host_behind_the_private_ca_is_trusted(
         jwks.stop()
 
 
-_socket = monkey.get_original("socket", "socket")
-_thread = monkey.get_original("_thread", "start_new_thread")
-
-
-class TunnelProxy:
+class TunnelProxy(ThreadedServer):
     """An HTTP proxy that only tunnels (CONNECT), on real threads; notes
     each CONNECT's target."""
 
     def __init__(self) -> None:
         self.targets: list[str] = []
-        self.listener = _socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen()
-        self.url = "http://127.0.0.1:%d" % self.listener.getsockname()[1]
-        _thread(self._accept, ())
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:  # not accept(): it would wrap the socket in gevent's class
-                fd, _ = self.listener._accept()  # type: ignore[attr-defined]
-            except OSError:  # closed: the test is over
-                return
-            _thread(self._tunnel, (_socket(fileno=fd),))
-
-    def _tunnel(self, client: socket.socket) -> None:
+    def serve(self, client: socket.socket) -> None:
         head = b""
         while b"\r\n\r\n" not in head:
             head += client.recv(4096) or b"\r\n\r\n"
         method, target, _ = head.split(b"\r\n")[0].decode().split(" ")
         self.targets.append(f"{method} {target}")
         host, _, port = target.rpartition(":")
-        upstream = _socket(socket.AF_INET, socket.SOCK_STREAM)
-        upstream.connect((host, int(port)))
+        upstream = self.connect(host, int(port))
         client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        _thread(self._pipe, (upstream, client))
+        self.spawn(self._pipe, upstream, client)
         self._pipe(client, upstream)
 
     @staticmethod
@@ -124,16 +108,13 @@ class TunnelProxy:
         finally:
             sink.close()
 
-    def close(self) -> None:
-        self.listener.close()
-
 
 def test_spycloud_behind_a_proxy_is_reached_through_its_tunnel(
         settings, mocked, jwks, make_token, https_emulator, certificates,
         monkeypatch) -> None:
     proxy = TunnelProxy()
     try:
-        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        monkeypatch.setenv("HTTPS_PROXY", proxy.origin)
         for name in ("NO_PROXY", "no_proxy", "https_proxy", "ALL_PROXY",
                      "all_proxy"):
             monkeypatch.delenv(name, raising=False)

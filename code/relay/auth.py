@@ -244,10 +244,12 @@ def authorize(
     limit is clamped to the operator's *max_entities_limit*."""
     token = _bearer(authorization)
     try:
-        header = jwt.get_unverified_header(token)
-        unverified = jwt.decode(token, options={"verify_signature": False})
+        # Header and claims read in one pass (each pass checks every
+        # character of the token).
+        read = jwt.decode_complete(token, options={"verify_signature": False})
     except jwt.PyJWTError:
         raise AuthorizationError(WRONG_STRUCTURE) from None
+    header, unverified = read["header"], read["payload"]
     host = unverified.get("jwks_host")
     if not isinstance(host, str) or not host:
         raise AuthorizationError(NO_JWKS_HOST)

@@ -93,12 +93,10 @@ def config(level: str, form: str) -> dict[str, Any]:
         "handlers": {"console": handler, "error_console": handler},
         "root": {"level": level, "handlers": ["console"]},
         "loggers": {
-            # gunicorn's own loggers, in the same format on the same stream.
+            # gunicorn's own logger, in the same format on the same stream
+            # (its access lines: none, gunicorn.conf.py).
             "gunicorn.error": {"level": level, "handlers": ["console"],
                                "propagate": False, "qualname": "gunicorn.error"},
-            "gunicorn.access": {"level": level, "handlers": [],
-                                "propagate": False,
-                                "qualname": "gunicorn.access"},
         },
     }
 

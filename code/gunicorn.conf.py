@@ -53,6 +53,9 @@ keepalive = 5
 # The relay writes its own access line (no headers, no query strings), in
 # the one format configured here for the relay, gunicorn and libraries.
 accesslog = None
+errorlog = "-"
+loglevel = SETTINGS.log_level.lower()
+logconfig_dict = _log_config(SETTINGS.log_level, SETTINGS.log_format)
 
 
 class _Logger(Logger):
@@ -65,9 +68,7 @@ class _Logger(Logger):
 
 
 logger_class = _Logger
-errorlog = "-"
-loglevel = SETTINGS.log_level.lower()
-logconfig_dict = _log_config(SETTINGS.log_level, SETTINGS.log_format)
+
 # Bound request lines and headers; bodies are capped by the app (413).
 limit_request_line = 8190
 limit_request_fields = 100
@@ -138,7 +139,7 @@ def when_ready(server):
 # records, CTIM documents), nearly all freed by reference counting: with
 # Python's default of a young collection every 700 more allocations than
 # frees, a batch pays for scans that find almost nothing. One every 20,000
-# cut the worker's CPU per 10-email batch by ~5 % (measured paired), and
+# cut the worker's CPU per 10-email batch by 5-10 % (measured paired), and
 # cyclic garbage still goes within about one request's worth of objects.
 GC_YOUNG_THRESHOLD = 20_000
 
